@@ -1,0 +1,186 @@
+"""Builds the ASGI application from its parts: settings → engine → services → routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fkj.config import Settings
+from fkj.errors import (
+    BadRequest,
+    FhirError,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from fkj.fhir.jsonio import parse_body
+from fkj.fhir.outcomes import operation_outcome, outcome_for
+from fkj.fhir.request import FhirRequest, FhirResponse
+from fkj.repository.repository import Repository
+from fkj.repository.services import Services
+from fkj.store.engine import make_engine
+from fkj.types import Principal
+
+log = logging.getLogger("fkj")
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json",
+              "text/json")
+ACCEPTABLE = ("application/fhir+json", "application/json", "application/*", "*/*", "json",
+              "text/json", "application/json-patch+json")
+
+
+@dataclass
+class FkjApp:
+    settings: Settings
+    services: Services
+    #: ``authenticate(request_headers, tenant) -> Principal``; replaced by the security layer
+    authenticate: Callable[[dict, str], Principal] | None = None
+    capability_hooks: list[Callable[[dict, str], None]] = field(default_factory=list)
+    extra_routes: list[Any] = field(default_factory=list)
+
+    def principal_for(self, headers: dict, tenant: str) -> Principal:
+        if self.authenticate is not None:
+            return self.authenticate(headers, tenant)
+        return Principal.system(tenant, subject="unauthenticated-dev")
+
+    def handle(self, req: FhirRequest) -> FhirResponse:
+        """Run one FHIR request to completion (called in a worker thread)."""
+        from fkj.fhir.router import dispatch
+
+        try:
+            self.services.tenants.get(req.tenant)
+            principal = self.principal_for(req.headers, req.tenant)
+            repo = Repository(self.services, principal, req.tenant)
+            return dispatch(req, repo, self)
+        except FhirError as e:
+            return outcome_for(e)
+
+
+def build_fkj(settings: Settings | None = None, engine=None) -> FkjApp:
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.database_url)
+    services = Services(engine=engine, settings=settings)
+    return FkjApp(settings=settings, services=services)
+
+
+def _negotiate(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        if not any(a in fmt for a in ("json",)):
+            raise NotAcceptable(f"_format {fmt!r} is not supported; this server speaks JSON "
+                                "(application/fhir+json)")
+        return
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ACCEPTABLE or media.endswith("+json"):
+            return
+    raise NotAcceptable(f"cannot produce {accept!r}; this server speaks application/fhir+json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def to_response(resp: FhirResponse, pretty: bool = False) -> Response:
+    body = resp.body
+    if body is None:
+        content = b""
+    elif isinstance(body, bytes):
+        content = body
+    elif isinstance(body, str):
+        content = body.encode()
+    else:
+        content = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+    headers = dict(resp.headers)
+    if resp.status in (204, 304):
+        return Response(status_code=resp.status, headers=headers)
+    return Response(content, status_code=resp.status, headers=headers, media_type=FHIR_JSON)
+
+
+def create_app(fkj: FkjApp) -> Starlette:
+    settings = fkj.settings
+
+    async def fhir_endpoint(request: Request) -> Response:
+        tenant = request.path_params["tenant"]
+        path = request.path_params.get("path", "")
+        try:
+            _negotiate(request)
+            body = None
+            raw = b""
+            if request.method in ("POST", "PUT", "PATCH"):
+                raw = await _read_body(request, settings.max_body_bytes)
+                ctype = request.headers.get("content-type", "application/fhir+json")
+                media = ctype.split(";")[0].strip().lower()
+                if media == "application/x-www-form-urlencoded" and path.endswith("_search"):
+                    body = None
+                elif media not in JSON_TYPES and not media.endswith("+json"):
+                    raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; "
+                                               "send application/fhir+json")
+                elif raw.strip() or request.method != "POST" or not path.endswith("_search"):
+                    body = parse_body(raw, max_bytes=settings.max_body_bytes,
+                                      max_depth=settings.max_json_depth)
+            query = list(request.query_params.multi_items())
+            if path.endswith("_search") and request.method == "POST" and raw and body is None:
+                from urllib.parse import parse_qsl
+                try:
+                    query += parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
+                except UnicodeDecodeError:
+                    raise BadRequest("the form body is not UTF-8") from None
+            req = FhirRequest(request.method, tenant, [s for s in path.split("/") if s], query,
+                              {k.lower(): v for k, v in request.headers.items()}, body)
+        except FhirError as e:
+            return to_response(outcome_for(e))
+        resp = await run_in_threadpool(_safe_handle, fkj, req)
+        if request.method == "HEAD":
+            resp.body = None
+        return to_response(resp, pretty=request.query_params.get("_pretty") == "true")
+
+    async def openapi(request: Request) -> Response:
+        from fkj.fhir.openapi import openapi_document
+        return JSONResponse(openapi_document(fkj))
+
+    async def root(request: Request) -> Response:
+        from fkj.web.pages import landing
+        return await landing(request, fkj)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+    routes = [
+        Route("/", root),
+        Route("/openapi.json", openapi),
+        Route("/fhir/{tenant}", fhir_endpoint, methods=methods),
+        *fkj.extra_routes,
+        Route("/fhir/{tenant}/{path:path}", fhir_endpoint, methods=methods),
+    ]
+    app = Starlette(routes=routes)
+    app.state.fkj = fkj
+    return app
+
+
+def _safe_handle(fkj: FkjApp, req: FhirRequest) -> FhirResponse:
+    try:
+        return fkj.handle(req)
+    except Exception:  # a bug: log it, answer with an OperationOutcome, never a bare 500 page
+        log.exception("unhandled error on %s %s", req.method, "/".join(req.segments))
+        from fkj.errors import Issue
+        return FhirResponse(500, operation_outcome(
+            [Issue("fatal", "exception", "internal error; it has been logged")]))

@@ -1,0 +1,45 @@
+"""``fkj serve``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from fkj.cli.db import DatabaseUrl
+from fkj.config import Settings, default_database_url
+from fkj.store.migrate import SchemaMismatch, check_schema
+
+console = Console(stderr=True)
+
+
+def build_server_app(settings: Settings):
+    from fkj.app import build_fkj, create_app
+    from fkj.wiring import wire
+
+    fkj = build_fkj(settings)
+    check_schema(fkj.services.engine)
+    wire(fkj)
+    return create_app(fkj)
+
+
+def serve(host: str = typer.Option("127.0.0.1", "--host"),
+          port: int = typer.Option(8080, "--port"),
+          database_url: Optional[str] = DatabaseUrl,
+          demo: bool = typer.Option(False, "--demo", envvar="FKJ_DEMO",
+                                    help="enable demo logins and dev tokens"),
+          base_url: Optional[str] = typer.Option(None, "--base-url", envvar="FKJ_BASE_URL"),
+          workers: int = typer.Option(1, "--workers")) -> None:
+    import uvicorn
+
+    settings = Settings(database_url=database_url or default_database_url(), demo=demo,
+                        base_url=base_url or f"http://{host}:{port}")
+    try:
+        app = build_server_app(settings)
+    except SchemaMismatch as e:
+        console.print(f"[red]fkj serve cannot start:[/red] {e.diagnostics}")
+        sys.exit(3)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                workers=None if workers == 1 else workers)

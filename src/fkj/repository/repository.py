@@ -1,0 +1,358 @@
+"""The per-request repository: every read and write of clinical data goes through here, on
+behalf of a :class:`~fkj.types.Principal`, so the access policy and audit apply in one place.
+
+A write is: validate → set server fields (id, meta.versionId, meta.lastUpdated) → extract
+search-index rows → store the version, the index rows and an event in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from fkj.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from fkj.fhir.jsonio import instant
+from fkj.model.references import iter_references, split_relative
+from fkj.repository.services import Services
+from fkj.repository.unit_of_work import Prepared, UnitOfWork
+from fkj.store import resources as sql
+from fkj.store.backend import is_unique_violation, now_us, scope
+from fkj.types import Principal
+
+
+@dataclass
+class Stored:
+    """A resource version as stored: ``content`` is the JSON text served to clients."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    content: str
+    deleted: bool = False
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def json(self) -> dict:
+        return orjson.loads(self.content)
+
+
+@dataclass
+class WriteOutcome:
+    stored: Stored
+    #: 201 created, 200 updated/matched, 204 nothing done (conditional delete, no match)
+    status: int
+    created: bool = False
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Repository:
+    def __init__(self, services: Services, principal: Principal, tenant: str):
+        if principal is None:  # the seam: nothing touches data without a principal
+            raise ValueError("a Principal is required")
+        self.services = services
+        self.principal = principal
+        self.tenant = tenant
+        self._conn: Connection | None = None
+        self._uow: UnitOfWork | None = None
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator["Repository"]:
+        """All operations inside run in one database transaction (all-or-nothing)."""
+        if self._uow is not None:
+            yield self
+            return
+        with scope(self.services.engine, self.tenant, write=True) as conn:
+            self._conn = conn
+            self._uow = UnitOfWork(conn, self.tenant, self.principal.display)
+            try:
+                yield self
+                self._uow.flush()
+            except IntegrityError as e:
+                raise self._integrity(e) from None
+            finally:
+                ops = self._uow.operations
+                self._conn, self._uow = None, None
+        for hook in self.services.hooks.after_commit:
+            hook(self, ops)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        if self._uow is not None:
+            self._uow.flush()
+            yield self._conn  # type: ignore[misc]
+        else:
+            with scope(self.services.engine, self.tenant) as conn:
+                yield conn
+
+    @staticmethod
+    def _integrity(e: IntegrityError) -> Exception:
+        if is_unique_violation(e):
+            return Conflict("the resource was created concurrently by another request; retry")
+        return Conflict(f"the write conflicts with stored data: {e.orig}")
+
+    def authorize(self, interaction: str, rtype: str | None, resource: dict | None = None) -> None:
+        for hook in self.services.hooks.authorize:
+            hook(self, interaction, rtype, resource)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, rtype: str, rid: str) -> Stored:
+        self.authorize("read", rtype)
+        with self._reading() as conn:
+            cur = sql.get_current(conn, self.tenant, rtype, rid)
+        if cur is None:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        if cur.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{cur.version}"'})
+        return Stored(rtype, rid, cur.version, cur.last_updated, cur.content)
+
+    def vread(self, rtype: str, rid: str, vid: str) -> Stored:
+        self.authorize("vread", rtype)
+        if not vid.isdigit():
+            raise NotFound(f"{rtype}/{rid} has no version {vid!r}")
+        with self._reading() as conn:
+            row = sql.get_version(conn, self.tenant, rtype, rid, int(vid))
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} has no version {vid}")
+        if row.deleted:
+            raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
+        return Stored(rtype, rid, int(vid), row.last_updated, row.content)
+
+    def current_or_none(self, rtype: str, rid: str) -> sql.Current | None:
+        with self._reading() as conn:
+            return sql.get_current(conn, self.tenant, rtype, rid)
+
+    def history(self, rtype: str | None, rid: str | None, *, since: int | None,
+                before_seq: int | None, limit: int):
+        self.authorize("history-instance" if rid else "history-type" if rtype else "history-system",
+                       rtype)
+        with self._reading() as conn:
+            rows = sql.history_rows(conn, self.tenant, rtype, rid, since=since,
+                                    before_seq=before_seq, limit=limit)
+            total = None
+            if before_seq is None:
+                total = sql.count_history(conn, self.tenant, rtype, rid, since)
+        return rows, total
+
+    def search(self, rtype: str | None, params: list[tuple[str, str]], **options: Any):
+        from fkj.search.engine import run_search
+        self.authorize("search-type" if rtype else "search-system", rtype)
+        with self._reading() as conn:
+            return run_search(self, conn, rtype, params, **options)
+
+    def find_ids(self, rtype: str, criteria: list[tuple[str, str]], limit: int = 2) -> list[str]:
+        """Ids of resources matching search criteria (for conditional interactions)."""
+        from fkj.search.engine import match_ids
+        with self._reading() as conn:
+            return match_ids(self, conn, rtype, criteria, limit=limit)
+
+    # ------------------------------------------------------------------ writes
+    def create(self, resource: Any, *, rtype: str | None = None,
+               if_none_exist: list[tuple[str, str]] | None = None,
+               assigned_id: str | None = None) -> WriteOutcome:
+        rtype = rtype or (resource.get("resourceType") if isinstance(resource, dict) else None)
+        self.authorize("create", rtype, resource if isinstance(resource, dict) else None)
+        with self.transaction():
+            if if_none_exist is not None:
+                found = self.find_ids(rtype, if_none_exist)
+                if len(found) > 1:
+                    raise PreconditionFailed(
+                        f"If-None-Exist matched {len(found)} resources; the criteria must be "
+                        "selective enough to match at most one")
+                if found:
+                    return WriteOutcome(self.read(rtype, found[0]), 200)
+            op = self.prepare(resource, rtype=rtype, rid=assigned_id or new_id(), version=1,
+                              method="POST")
+            self._uow.add(op)  # type: ignore[union-attr]
+        return WriteOutcome(_stored(op), 201, created=True)
+
+    def update(self, rtype: str, rid: str, resource: Any, *, if_match: str | None = None,
+               method: str = "PUT") -> WriteOutcome:
+        self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
+        with self.transaction():
+            self._uow.flush()  # type: ignore[union-attr]
+            cur = sql.get_current(self._conn, self.tenant, rtype, rid, for_update=True)  # type: ignore[arg-type]
+            check_if_match(if_match, cur)
+            if cur is None:
+                op = self.prepare(resource, rtype=rtype, rid=rid, version=1, method=method)
+                self._uow.add(op)  # type: ignore[union-attr]
+                return_status, created = 201, True
+            else:
+                op = self.prepare(resource, rtype=rtype, rid=rid, version=cur.version + 1,
+                                  method=method)
+                op.rid, op.action = cur.rid, "update"
+                if not sql.update_current(self._conn, cur.rid, cur.version, {  # type: ignore[arg-type]
+                        "version": op.version, "last_updated": op.last_updated,
+                        "deleted": False, "content": op.content}):
+                    raise PreconditionFailed(
+                        f"{rtype}/{rid} was changed by another request (version conflict)")
+                self._uow.add(op)  # type: ignore[union-attr]
+                return_status, created = (201, True) if cur.deleted else (200, False)
+        return WriteOutcome(_stored(op), return_status, created)
+
+    def conditional_update(self, rtype: str, criteria: list[tuple[str, str]], resource: Any, *,
+                           if_match: str | None = None) -> WriteOutcome:
+        with self.transaction():
+            found = self.find_ids(rtype, criteria)
+            if len(found) > 1:
+                raise PreconditionFailed(
+                    f"conditional update matched {len(found)} resources; it must match at most one")
+            body_id = resource.get("id") if isinstance(resource, dict) else None
+            if found:
+                if body_id and body_id != found[0]:
+                    raise BadRequest(f"the id in the body ({body_id}) is not the id of the "
+                                     f"matching resource ({found[0]})", expression=f"{rtype}.id")
+                return self.update(rtype, found[0], resource, if_match=if_match)
+            if body_id:
+                return self.update(rtype, body_id, resource, if_match=if_match)
+            return self.create(resource, rtype=rtype)
+
+    def patch(self, rtype: str, rid: str, patch: Any, *, if_match: str | None = None) -> WriteOutcome:
+        import jsonpatch
+
+        with self.transaction():
+            current = self.read(rtype, rid)
+            check_if_match(if_match, sql.Current(0, current.version, False, 0, ""))
+            if not isinstance(patch, list):
+                raise BadRequest("a JSON Patch document must be a JSON array of operations")
+            try:
+                patched = jsonpatch.apply_patch(current.json(), patch)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
+                    ValueError, KeyError, IndexError) as e:
+                raise Unprocessable(f"the JSON Patch cannot be applied: {e}") from None
+            if not isinstance(patched, dict):
+                raise Unprocessable("the JSON Patch did not produce a resource")
+            if patched.get("id") != rid or patched.get("resourceType") != rtype:
+                raise Unprocessable("a JSON Patch may not change resourceType or id",
+                                    expression=f"{rtype}.id")
+            return self.update(rtype, rid, patched, if_match=f'W/"{current.version}"',
+                               method="PATCH")
+
+    def delete(self, rtype: str, rid: str, *, if_match: str | None = None) -> WriteOutcome:
+        self.authorize("delete", rtype)
+        with self.transaction():
+            self._uow.flush()  # type: ignore[union-attr]
+            cur = sql.get_current(self._conn, self.tenant, rtype, rid, for_update=True)  # type: ignore[arg-type]
+            if cur is None:
+                raise NotFound(f"{rtype}/{rid} is not known")
+            check_if_match(if_match, cur)
+            if cur.deleted:
+                return WriteOutcome(Stored(rtype, rid, cur.version, cur.last_updated,
+                                           cur.content, True), 204)
+            for hook in self.services.hooks.authorize:
+                hook(self, "delete-check", rtype, orjson.loads(cur.content))
+            ts = now_us()
+            op = Prepared(rtype, rid, cur.version + 1, ts, "DELETE", cur.content, deleted=True,
+                          rid=cur.rid, action="delete")
+            if not sql.update_current(self._conn, cur.rid, cur.version, {  # type: ignore[arg-type]
+                    "version": op.version, "last_updated": ts, "deleted": True}):
+                raise PreconditionFailed(f"{rtype}/{rid} was changed by another request")
+            self._uow.add(op)  # type: ignore[union-attr]
+        return WriteOutcome(_stored(op), 200)
+
+    def conditional_delete(self, rtype: str, criteria: list[tuple[str, str]]) -> WriteOutcome | None:
+        with self.transaction():
+            found = self.find_ids(rtype, criteria)
+            if len(found) > 1:
+                raise PreconditionFailed(
+                    f"conditional delete matched {len(found)} resources; it must match at most one")
+            if not found:
+                return None
+            return self.delete(rtype, found[0])
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self, resource: Any, *, rtype: str | None, rid: str, version: int,
+                method: str, ts: int | None = None) -> Prepared:
+        """Validate and complete a resource for storage. Raises InvalidResource/Unprocessable."""
+        from fkj.model.identifiers import identifier_issues
+        from fkj.model.validation import validate_resource
+
+        issues = validate_resource(resource, expected_type=rtype)
+        if not issues:
+            issues = identifier_issues(resource)
+        if issues:
+            raise InvalidResource(issues[0].diagnostics, issues=issues)
+        assert isinstance(resource, dict)
+        rtype = resource["resourceType"]
+        ts = ts or now_us()
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(ts)
+        body = {"resourceType": rtype, "id": rid, "meta": meta}
+        for k, v in resource.items():
+            if k not in body:
+                body[k] = v
+        refs = self._references(body)
+        index = {}
+        if self.services.indexing:
+            from fkj.search.extract import extract
+            index = extract(body, self.services.extras.get("registry"))
+        return Prepared(rtype, rid, version, ts, method,
+                        orjson.dumps(body).decode(), index=index, references=refs,
+                        action="create" if version == 1 else "update")
+
+    def _references(self, body: dict) -> list[tuple[str, str, str]]:
+        from fkj.model.validation import is_known_type
+
+        rtype = body["resourceType"]
+        contained = {c.get("id") for c in body.get("contained", []) if isinstance(c, dict)}
+        own_base = f"{self.services.settings.base_url}/fhir/{self.tenant}/"
+        out = []
+        for path, obj in iter_references(body, rtype):
+            ref = obj["reference"]
+            expr = f"{path}.reference"
+            if ref.startswith("#"):
+                if ref != "#" and ref[1:] not in contained:
+                    raise Unprocessable(f"reference {ref} names no contained resource",
+                                        expression=expr)
+                continue
+            if ref.startswith(own_base):
+                ref = ref[len(own_base):]
+            elif ref.startswith(("http://", "https://")):
+                continue  # an absolute reference to another server
+            parts = split_relative(ref)
+            if parts is None or not is_known_type(parts[0]):
+                raise Unprocessable(
+                    f"reference {ref!r} is neither Type/id in this municipality nor an absolute "
+                    "URL", expression=expr)
+            out.append((expr, parts[0], parts[1]))
+        return out
+
+
+def check_if_match(if_match: str | None, cur: sql.Current | None) -> None:
+    if if_match is None:
+        return
+    want = if_match.strip()
+    if want.startswith("W/"):
+        want = want[2:]
+    want = want.strip('"')
+    if cur is None:
+        raise PreconditionFailed("If-Match was given but the resource does not exist")
+    if want != str(cur.version):
+        raise PreconditionFailed(
+            f"If-Match expects version {want} but the current version is {cur.version}")
+
+
+def _stored(op: Prepared) -> Stored:
+    return Stored(op.type, op.id, op.version, op.last_updated, op.content, op.deleted)

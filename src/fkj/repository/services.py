@@ -1,0 +1,42 @@
+"""Process-wide services the repository needs: the engine, settings, validation and the
+search-parameter registry. One instance per server process (or CLI run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import Engine
+
+from fkj.config import Settings
+from fkj.store.tenants import TenantCache
+
+
+@dataclass
+class Hooks:
+    """Named hook points for cross-cutting concerns (policy, audit, notifications).
+
+    ``authorize(repo, interaction, resource_type, resource_or_none)`` raises to deny;
+    ``after_commit(repo, operations)`` runs after a write transaction committed;
+    """
+
+    authorize: list[Callable[..., None]] = field(default_factory=list)
+    after_commit: list[Callable[..., None]] = field(default_factory=list)
+    #: ``search_filter(repo, resource_alias, resource_type) -> SQL condition | None``: the
+    #: access policy's restriction, applied inside every search query
+    search_filters: list[Callable[..., Any]] = field(default_factory=list)
+
+
+@dataclass
+class Services:
+    engine: Engine
+    settings: Settings
+    tenants: TenantCache = None  # type: ignore[assignment]
+    hooks: Hooks = field(default_factory=Hooks)
+    #: turn search indexing off (benchmarks measure its cost); never in production
+    indexing: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tenants is None:
+            self.tenants = TenantCache(self.engine)

@@ -1,0 +1,562 @@
+"""Search: turns parsed parameters into one SQL query per page, with keyset paging,
+sorting, totals and includes. Filtering (including the access policy's filter, from the
+``search_filter`` hooks) is part of the query, so pages and totals never leak or leave holes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, false, func, not_, or_, select, true
+
+from fkj.errors import InvalidSearch
+from fkj.search.params import date as date_p
+from fkj.search.params import number as number_p
+from fkj.search.params import reference as reference_p
+from fkj.search.params import string as string_p
+from fkj.search.params import token as token_p
+from fkj.search.params import uri as uri_p
+from fkj.search.parse import RESULT_PARAMS, Criterion, parse_name, split_values
+from fkj.search.registry import SearchParam, default_registry
+from fkj.store.schema import INDEX_TABLES, resource
+
+MAX_CHAIN_DEPTH = 4
+MAX_INCLUDE_ROUNDS = 4
+
+
+@dataclass
+class Row:
+    rid: int
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    content: str
+
+
+@dataclass
+class SearchResult:
+    matches: list[Row]
+    includes: list[Row] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    #: the parameters that were applied (for the self link)
+    applied: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Options:
+    count: int = 50
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
+    total: str = "none"
+    cursor: tuple | None = None
+    include: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
+    revinclude: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] | None = None
+    strict: bool = False
+
+
+# ---------------------------------------------------------------------------- entry points
+def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str, str]],
+               *, strict: bool = False, default_count: int = 50, max_count: int = 1000,
+               default_total: str = "accurate") -> SearchResult:
+    types = [rtype] if rtype else None
+    opts, criteria_params = parse_options(params, default_count, max_count, default_total,
+                                          strict)
+    warnings: list[str] = []
+    builder = _Builder(repo, conn, strict, warnings)
+    if rtype is None:
+        type_param = [v for k, v in criteria_params if k == "_type"]
+        criteria_params = [(k, v) for k, v in criteria_params if k != "_type"]
+        if type_param:
+            types = [t for v in type_param for t in v.split(",")]
+            for t in types:
+                if not builder.known_type(t):
+                    raise InvalidSearch(f"_type: unknown resource type {t!r}", expression="_type")
+    r = resource.alias("r")
+    conds = [r.c.tenant == repo.tenant, r.c.deleted.is_(False)]
+    if types is not None:
+        conds.append(r.c.type.in_(types) if len(types) > 1 else r.c.type == types[0])
+    applied = []
+    for name, value in criteria_params:
+        c = builder.criterion(r, rtype, name, value)
+        if c is not None:
+            conds.append(c)
+            applied.append((name, value))
+    for hook in repo.services.hooks.search_filters:
+        extra = hook(repo, r, rtype)
+        if extra is not None:
+            conds.append(extra)
+    where = and_(*conds)
+    total = None
+    if opts.total in ("accurate", "estimate") and (opts.cursor is None or opts.summary == "count"):
+        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+    if opts.summary == "count":
+        return SearchResult([], total=total, warnings=warnings, applied=applied)
+
+    sort_exprs = [(builder.sort_expr(r, rtype, name), desc, name) for name, desc in opts.sort]
+    order = [e.desc() if desc else e.asc() for e, desc, _ in sort_exprs]
+    order.append(r.c.rid.asc())
+    q = select(r.c.rid, r.c.type, r.c.id, r.c.version, r.c.last_updated, r.c.content,
+               *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]).where(where)
+    if opts.cursor is not None:
+        q = q.where(_after_cursor(sort_exprs, r, opts.cursor))
+    rows = conn.execute(q.order_by(*order).limit(opts.count + 1)).all()
+    next_cursor = None
+    if len(rows) > opts.count:
+        rows = rows[:opts.count]
+        last = rows[-1]
+        next_cursor = encode_cursor([getattr(last, f"s{i}") for i in range(len(sort_exprs))]
+                                    + [last.rid])
+    matches = [Row(x.rid, x.type, x.id, x.version, x.last_updated, x.content) for x in rows]
+    includes = builder.includes(matches, opts) if (opts.include or opts.revinclude) else []
+    return SearchResult(matches, includes, total, next_cursor, warnings, applied)
+
+
+def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]],
+              limit: int = 2) -> list[str]:
+    builder = _Builder(repo, conn, True, [])
+    r = resource.alias("r")
+    conds = [r.c.tenant == repo.tenant, r.c.type == rtype, r.c.deleted.is_(False)]
+    meaningful = False
+    for name, value in criteria:
+        if name in RESULT_PARAMS:
+            continue
+        c = builder.criterion(r, rtype, name, value)
+        if c is not None:
+            conds.append(c)
+            meaningful = True
+    if not meaningful:
+        raise InvalidSearch("conditional interaction needs at least one search criterion")
+    return [x.id for x in conn.execute(select(r.c.id).where(and_(*conds)).limit(limit))]
+
+
+# ---------------------------------------------------------------------------- options
+def parse_options(params, default_count, max_count, default_total, strict):
+    opts = Options(count=default_count, total=default_total, strict=strict)
+    rest = []
+    for name, value in params:
+        base = name.split(":", 1)[0]
+        if base == "_count":
+            if not value.isdigit():
+                raise InvalidSearch(f"_count must be a non-negative integer, got {value!r}",
+                                    expression="_count")
+            opts.count = min(int(value), max_count)
+        elif base == "_sort":
+            for key in value.split(","):
+                key = key.strip()
+                if not key or key in ("-",):
+                    raise InvalidSearch("_sort has an empty key", expression="_sort")
+                opts.sort.append((key.lstrip("-"), key.startswith("-")))
+        elif base == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise InvalidSearch("_total must be none, estimate or accurate",
+                                    expression="_total")
+            opts.total = value
+        elif base == "_summary":
+            if value not in ("true", "false", "text", "data", "count"):
+                raise InvalidSearch("_summary must be true, false, text, data or count",
+                                    expression="_summary")
+            opts.summary = None if value == "false" else value
+            if value == "count":
+                opts.total = "accurate"
+        elif base == "_elements":
+            opts.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif base == "_cursor":
+            opts.cursor = decode_cursor(value)
+        elif base in ("_include", "_revinclude"):
+            iterate = name.endswith(":iterate") or name.endswith(":recurse")
+            spec = parse_include(value, base)
+            (opts.include if base == "_include" else opts.revinclude).append((*spec, iterate))
+        elif base in ("_format", "_pretty"):
+            continue
+        elif base in ("_contained", "_containedType"):
+            if value not in ("false", "container"):
+                raise InvalidSearch(f"{base}={value} is not supported", expression=base)
+        else:
+            rest.append((name, value))
+    return opts, rest
+
+
+def parse_include(value: str, name: str) -> tuple[str, str, str | None]:
+    if value == "*":
+        return "*", "*", None
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidSearch(f"{name} must be Type:param[:targetType] or *, got {value!r}",
+                            expression=name)
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def encode_cursor(values: list) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if not isinstance(data, list) or not data or not isinstance(data[-1], int):
+            raise ValueError
+        return tuple(data)
+    except (ValueError, orjson.JSONDecodeError, TypeError):
+        raise InvalidSearch("_cursor is not a cursor this server issued",
+                            expression="_cursor") from None
+
+
+def _after_cursor(sort_exprs, r, cursor: tuple):
+    if len(cursor) != len(sort_exprs) + 1:
+        raise InvalidSearch("_cursor does not fit this search's _sort", expression="_cursor")
+    keys = [(e, desc) for e, desc, _ in sort_exprs] + [(r.c.rid, False)]
+    ors = []
+    for i, (expr, desc) in enumerate(keys):
+        eqs = [_null_safe_eq(keys[j][0], cursor[j]) for j in range(i)]
+        v = cursor[i]
+        if v is None:
+            # NULLs sort first ascending (we coalesce sort keys, so only rid is never null)
+            step = expr.is_not(None) if not desc else false()
+        else:
+            step = expr < v if desc else expr > v
+        ors.append(and_(*eqs, step))
+    return or_(*ors)
+
+
+def _null_safe_eq(expr, v):
+    return expr.is_(None) if v is None else expr == v
+
+
+# ---------------------------------------------------------------------------- builder
+class _Builder:
+    def __init__(self, repo, conn: Connection, strict: bool, warnings: list[str]):
+        self.repo = repo
+        self.conn = conn
+        self.tenant = repo.tenant
+        self.strict = strict
+        self.warnings = warnings
+        self.registry = repo.services.extras.get("registry") or default_registry()
+        self.own_base = f"{repo.services.settings.base_url}/fhir/{repo.tenant}/"
+
+    def known_type(self, name: str) -> bool:
+        from fkj.model.validation import is_known_type
+        return is_known_type(name)
+
+    def param(self, rtype: str | None, code: str) -> SearchParam | None:
+        if rtype is None:
+            return self.registry.get("Resource", code)
+        return self.registry.get(rtype, code)
+
+    def criterion(self, r, rtype: str | None, raw_name: str, value: str, depth: int = 0):
+        if depth > MAX_CHAIN_DEPTH:
+            raise InvalidSearch(f"{raw_name}: chains deeper than {MAX_CHAIN_DEPTH} are not "
+                                "supported", expression=raw_name)
+        if raw_name.startswith("_has:"):
+            return self._has(r, rtype, raw_name, value, depth)
+        head, dot, rest = raw_name.partition(".")
+        name, modifier = parse_name(head)
+        if name in ("_type",):
+            return None
+        if name == "_id" and not dot:
+            return self._resource_column(r.c.id, modifier, value, raw_name)
+        if name == "_lastUpdated" and not dot:
+            return self._last_updated(r, modifier, value, raw_name)
+        if name == "_list" and not dot:
+            return self._list(r, value)
+        p = self.param(rtype, name)
+        if p is None:
+            msg = f"unknown search parameter {name!r} for {rtype or 'all types'}"
+            if self.strict:
+                raise InvalidSearch(msg + " (Prefer: handling=strict)", expression=raw_name)
+            self.warnings.append(msg + "; it was ignored")
+            return None
+        if p.type == "special" or (p.type != "composite" and not p.expression and name not in ("_id",)):
+            msg = f"search parameter {name!r} is not supported"
+            if self.strict:
+                raise InvalidSearch(msg, expression=raw_name)
+            self.warnings.append(msg + "; it was ignored")
+            return None
+        if dot:
+            return self._chain(r, rtype, p, modifier, rest, value, raw_name, depth)
+        if modifier == "missing":
+            if value not in ("true", "false"):
+                raise InvalidSearch(f"{raw_name} must be true or false", expression=raw_name)
+            present = r.c.rid.in_(self._index_select(p, rtype, None))
+            return not_(present) if value == "true" else present
+        values = split_values(value)
+        if any(v == "" for v in values):
+            raise InvalidSearch(f"parameter {raw_name} has an empty value", expression=raw_name)
+        if p.type == "token" and modifier in ("in", "not-in"):
+            return self._token_in(r, rtype, p, modifier, values, raw_name)
+        if p.type == "token" and modifier == "of-type":
+            return self._of_type(r, rtype, p, values, raw_name)
+        if p.type == "composite":
+            return self._composite(r, rtype, p, values, raw_name)
+        table = INDEX_TABLES.get(p.type)
+        if table is None:
+            raise InvalidSearch(f"search parameter {name!r} of type {p.type} is not supported",
+                                expression=raw_name)
+        idx = table.alias()
+        ors = [self._value_predicate(p, idx, modifier, v, raw_name) for v in values]
+        negate = (p.type == "token" and modifier == "not") or _all_ne(p, values)
+        if negate and p.type != "token":
+            ors = [self._value_predicate(p, idx, modifier, "eq" + v[2:], raw_name) for v in values]
+        sub = select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
+                                      *( [idx.c.type == rtype] if rtype else []), or_(*ors))
+        return not_(r.c.rid.in_(sub)) if negate else r.c.rid.in_(sub)
+
+    def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name):
+        t = p.type
+        if t == "string":
+            return string_p.predicate(idx, modifier, value, raw_name)
+        if t == "token":
+            return token_p.predicate(idx, None if modifier == "not" else modifier, value, raw_name)
+        if t == "reference":
+            return reference_p.predicate(idx, modifier, value, raw_name, own_base=self.own_base,
+                                         known_type=self.known_type)
+        if t == "date":
+            return date_p.predicate(idx.c.low, idx.c.high, modifier, value, raw_name)
+        if t == "number":
+            return number_p.predicate(idx, modifier, value, raw_name)
+        if t == "quantity":
+            return number_p.quantity_predicate(idx, modifier, value, raw_name)
+        if t == "uri":
+            return uri_p.predicate(idx, modifier, value, raw_name)
+        raise InvalidSearch(f"parameter type {t} is not supported", expression=raw_name)
+
+    def _index_select(self, p: SearchParam, rtype, cond):
+        idx = INDEX_TABLES[p.type].alias() if p.type in INDEX_TABLES else INDEX_TABLES["token"].alias()
+        conds = [idx.c.tenant == self.tenant, idx.c.param == p.code]
+        if rtype:
+            conds.append(idx.c.type == rtype)
+        return select(idx.c.rid).where(*conds)
+
+    def _resource_column(self, col, modifier, value, raw_name):
+        if modifier not in (None, "not", "missing"):
+            raise InvalidSearch(f"modifier :{modifier} is not valid for {raw_name}",
+                                expression=raw_name)
+        if modifier == "missing":
+            return false() if value == "true" else true()
+        ids = split_values(value)
+        return col.not_in(ids) if modifier == "not" else col.in_(ids)
+
+    def _last_updated(self, r, modifier, value, raw_name):
+        from fkj.search.params.ranges import compare
+        if modifier is not None:
+            raise InvalidSearch(f"modifier :{modifier} is not valid for _lastUpdated",
+                                expression=raw_name)
+        ors = []
+        for v in split_values(value):
+            prefix, text = _prefix(v)
+            try:
+                lo, hi = date_p.date_range(text)
+            except (ValueError, OverflowError):
+                raise InvalidSearch(f"_lastUpdated: {v!r} is not a valid date",
+                                    expression=raw_name) from None
+            # stored as microseconds; the stored "range" is a single microsecond
+            col = r.c.last_updated
+            ors.append(compare(col, col + 1, prefix, lo * 1e6, hi * 1e6, 0.0))
+        return or_(*ors)
+
+    def _list(self, r, value):
+        ref = INDEX_TABLES["reference"].alias()
+        lst = resource.alias()
+        list_rids = select(lst.c.rid).where(lst.c.tenant == self.tenant, lst.c.type == "List",
+                                            lst.c.id.in_(split_values(value)),
+                                            lst.c.deleted.is_(False))
+        return r.c.id.in_(select(ref.c.target_id).where(
+            ref.c.tenant == self.tenant, ref.c.type == "List", ref.c.param == "item",
+            ref.c.target_type == r.c.type, ref.c.rid.in_(list_rids)))
+
+    def _chain(self, r, rtype, p: SearchParam, modifier, rest, value, raw_name, depth):
+        if p.type != "reference":
+            raise InvalidSearch(f"{raw_name}: only reference parameters can be chained",
+                                expression=raw_name)
+        targets = [modifier] if modifier else list(p.target)
+        if modifier and modifier not in p.target and p.target:
+            raise InvalidSearch(f"{raw_name}: {p.code} cannot refer to {modifier}",
+                                expression=raw_name)
+        ref = INDEX_TABLES["reference"].alias()
+        ors = []
+        for t in targets:
+            inner_name = rest.split(".", 1)[0]
+            if not inner_name.startswith("_has") and self.param(t, parse_name(inner_name)[0]) is None \
+                    and parse_name(inner_name)[0] not in ("_id", "_lastUpdated"):
+                continue
+            t_r = resource.alias()
+            inner = self.criterion(t_r, t, rest, value, depth + 1)
+            if inner is None:
+                continue
+            ors.append(and_(ref.c.target_type == t, ref.c.target_id.in_(
+                select(t_r.c.id).where(t_r.c.tenant == self.tenant, t_r.c.type == t,
+                                       t_r.c.deleted.is_(False), inner))))
+        if not ors:
+            raise InvalidSearch(f"{raw_name}: no target type of {p.code} has parameter "
+                                f"{rest!r}", expression=raw_name)
+        sub = select(ref.c.rid).where(ref.c.tenant == self.tenant, ref.c.param == p.code,
+                                      *([ref.c.type == rtype] if rtype else []), or_(*ors))
+        return r.c.rid.in_(sub)
+
+    def _has(self, r, rtype, raw_name, value, depth):
+        parts = raw_name.split(":", 3)
+        if len(parts) != 4 or not all(parts[1:]):
+            raise InvalidSearch(f"{raw_name}: _has must be _has:Type:reference:parameter",
+                                expression=raw_name)
+        _, other, ref_param, inner_name = parts
+        if not self.known_type(other):
+            raise InvalidSearch(f"{raw_name}: unknown type {other}", expression=raw_name)
+        p = self.param(other, ref_param)
+        if p is None or p.type != "reference":
+            raise InvalidSearch(f"{raw_name}: {other} has no reference parameter {ref_param}",
+                                expression=raw_name)
+        o_r = resource.alias()
+        inner = self.criterion(o_r, other, inner_name, value, depth + 1)
+        if inner is None:
+            raise InvalidSearch(f"{raw_name}: unknown parameter {inner_name} on {other}",
+                                expression=raw_name)
+        ref = INDEX_TABLES["reference"].alias()
+        conds = [ref.c.tenant == self.tenant, ref.c.type == other, ref.c.param == ref_param,
+                 ref.c.rid.in_(select(o_r.c.rid).where(o_r.c.tenant == self.tenant,
+                                                       o_r.c.type == other,
+                                                       o_r.c.deleted.is_(False), inner))]
+        conds.append(ref.c.target_type == (rtype if rtype else r.c.type))
+        return r.c.id.in_(select(ref.c.target_id).where(*conds))
+
+    def _token_in(self, r, rtype, p, modifier, values, raw_name):
+        from fkj.search.valuesets import expand_codes
+        codes = []
+        for v in values:
+            codes.extend(expand_codes(self.repo, self.conn, v, raw_name))
+        idx = INDEX_TABLES["token"].alias()
+        ors = [and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()]
+        sub = select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
+                                      *([idx.c.type == rtype] if rtype else []), or_(*ors))
+        return not_(r.c.rid.in_(sub)) if modifier == "not-in" else r.c.rid.in_(sub)
+
+    def _of_type(self, r, rtype, p, values, raw_name):
+        idx = INDEX_TABLES["token"].alias()
+        ors = []
+        for v in values:
+            system, code, val = token_p.of_type_parts(v, raw_name)
+            ors.append(and_(idx.c.system == f"{system}|{code}", idx.c.code == val))
+        sub = select(idx.c.rid).where(idx.c.tenant == self.tenant,
+                                      idx.c.param == p.code + ":of-type",
+                                      *([idx.c.type == rtype] if rtype else []), or_(*ors))
+        return r.c.rid.in_(sub)
+
+    def _composite(self, r, rtype, p, values, raw_name):
+        from fkj.search.composite import composite_criterion
+        return composite_criterion(self, r, rtype, p, values, raw_name)
+
+    # ------------------------------------------------------------------------ sorting
+    def sort_expr(self, r, rtype, name):
+        if name == "_id":
+            return r.c.id
+        if name == "_lastUpdated":
+            return r.c.last_updated
+        p = self.param(rtype, name)
+        if p is None or p.type not in INDEX_TABLES:
+            raise InvalidSearch(f"_sort: cannot sort by {name!r}", expression="_sort")
+        idx = INDEX_TABLES[p.type].alias()
+        col = {"string": idx.c.norm, "token": idx.c.code, "reference": idx.c.target_id,
+               "date": idx.c.low, "number": idx.c.low, "quantity": idx.c.low,
+               "uri": idx.c.uri}[p.type]
+        return (select(func.min(col)).where(idx.c.rid == r.c.rid, idx.c.param == p.code)
+                .scalar_subquery())
+
+    # ------------------------------------------------------------------------ includes
+    def includes(self, matches: list[Row], opts: Options) -> list[Row]:
+        seen = {(m.type, m.id) for m in matches}
+        out: list[Row] = []
+        frontier = matches
+        for round_no in range(MAX_INCLUDE_ROUNDS):
+            found: list[Row] = []
+            for src_type, param, target, iterate in opts.include:
+                if round_no > 0 and not iterate:
+                    continue
+                found += self._include_targets(frontier, src_type, param, target)
+            for src_type, param, target, iterate in opts.revinclude:
+                if round_no > 0 and not iterate:
+                    continue
+                found += self._revinclude(frontier, src_type, param, target)
+            fresh = []
+            for row in found:
+                if (row.type, row.id) not in seen:
+                    seen.add((row.type, row.id))
+                    fresh.append(row)
+            out += fresh
+            frontier = fresh
+            if not fresh:
+                break
+        return out
+
+    def _include_targets(self, rows, src_type, param, target) -> list[Row]:
+        rids = [x.rid for x in rows if src_type == "*" or x.type == src_type]
+        if not rids:
+            return []
+        ref = INDEX_TABLES["reference"].alias()
+        q = select(ref.c.target_type, ref.c.target_id).where(
+            ref.c.tenant == self.tenant, ref.c.rid.in_(rids), ref.c.target_id.is_not(None))
+        if param != "*":
+            q = q.where(ref.c.param == param)
+        if target:
+            q = q.where(ref.c.target_type == target)
+        keys = {(t, i) for t, i in self.conn.execute(q) if t}
+        return self._fetch(keys)
+
+    def _revinclude(self, rows, src_type, param, target) -> list[Row]:
+        if not rows:
+            return []
+        ref = INDEX_TABLES["reference"].alias()
+        r2 = resource.alias()
+        by_type: dict[str, list[str]] = {}
+        for x in rows:
+            by_type.setdefault(x.type, []).append(x.id)
+        ors = [and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in by_type.items()
+               if not target or t == target]
+        if not ors:
+            return []
+        conds = [ref.c.tenant == self.tenant, or_(*ors)]
+        if src_type != "*":
+            conds.append(ref.c.type == src_type)
+        if param != "*":
+            conds.append(ref.c.param == param)
+        q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
+            .where(r2.c.rid.in_(select(ref.c.rid).where(*conds)), r2.c.deleted.is_(False),
+                   r2.c.tenant == self.tenant, *self._policy(r2)).limit(1000)
+        return [Row(*x) for x in self.conn.execute(q)]
+
+    def _fetch(self, keys) -> list[Row]:
+        if not keys:
+            return []
+        r2 = resource.alias()
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        ors = [and_(r2.c.type == t, r2.c.id.in_(ids)) for t, ids in by_type.items()]
+        q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
+            .where(r2.c.tenant == self.tenant, r2.c.deleted.is_(False), or_(*ors),
+                   *self._policy(r2))
+        return [Row(*x) for x in self.conn.execute(q)]
+
+    def _policy(self, r2) -> list:
+        out = []
+        for hook in self.repo.services.hooks.search_filters:
+            extra = hook(self.repo, r2, None)
+            if extra is not None:
+                out.append(extra)
+        return out
+
+
+def _prefix(v: str) -> tuple[str, str]:
+    from fkj.search.parse import split_prefix
+    return split_prefix(v)
+
+
+def _all_ne(p: SearchParam, values: list[str]) -> bool:
+    return p.type in ("date", "number", "quantity") and all(v.startswith("ne") for v in values)
+
+
+__all__ = ["run_search", "match_ids", "SearchResult", "Row", "Options", "Any"]

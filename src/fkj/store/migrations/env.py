@@ -1,0 +1,14 @@
+"""Alembic environment: runs on the connection handed over by fkj.store.migrate."""
+
+from alembic import context
+
+from fkj.store.schema import metadata
+
+config = context.config
+connection = config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only via fkj.store.migrate
+    raise RuntimeError("run migrations with `fkj migrate`")
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
+                  compare_type=True)
+with context.begin_transaction():
+    context.run_migrations()
