@@ -119,3 +119,40 @@ def auth_headers(fkj, tenant: str, scope: str = "system/*.cruds", **claims) -> d
     if mint is None:
         return {}
     return {"Authorization": f"Bearer {mint(tenant=tenant, scope=scope, **claims)}"}
+
+
+class LiveServer:
+    """The real ASGI app served by uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app):
+        import socket
+        import threading
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def live_server(asgi_app):
+    server = LiveServer(asgi_app)
+    yield server
+    server.stop()

@@ -45,6 +45,8 @@ class FkjApp:
     authenticate: Callable[[dict, str], Principal] | None = None
     capability_hooks: list[Callable[[dict, str], None]] = field(default_factory=list)
     extra_routes: list[Any] = field(default_factory=list)
+    #: people offered on the demo login pages, per tenant (see fkj.seed)
+    directory: Callable[[str], list[dict]] = field(default=lambda tenant: [])
 
     def principal_for(self, headers: dict, tenant: str) -> Principal:
         if self.authenticate is not None:
@@ -57,7 +59,10 @@ class FkjApp:
 
         try:
             self.services.tenants.get(req.tenant)
-            principal = self.principal_for(req.headers, req.tenant)
+            if req.segments == ["metadata"]:  # public: no clinical data
+                principal = Principal(kind="client", subject="anonymous", tenant=req.tenant)
+            else:
+                principal = self.principal_for(req.headers, req.tenant)
             repo = Repository(self.services, principal, req.tenant)
             return dispatch(req, repo, self)
         except FhirError as e:

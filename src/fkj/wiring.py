@@ -1,16 +1,62 @@
-"""Connects the optional layers (security, policy, audit, events, views) to the core app.
+"""Connects the layers (security, policy, audit, events, views) to the core app.
 
-Each layer registers hooks and routes here, so the core never imports them and they can be
-switched on and off in one place.
+Each layer registers hooks and routes here, so the core never imports them and the whole
+composition is visible in one place.
 """
 
 from __future__ import annotations
 
 from fkj.app import FkjApp
+from fkj.types import Principal
 
 
 def wire(fkj: FkjApp) -> FkjApp:
     from fkj.search.registry import default_registry
 
     fkj.services.extras.setdefault("registry", default_registry())
+    if fkj.settings.auth_enabled:
+        _wire_security(fkj)
     return fkj
+
+
+def _wire_security(fkj: FkjApp) -> None:
+    from fkj.security.authenticate import principal_from_request
+    from fkj.security.dev import mint_dev_token
+    from fkj.security.enforce import scope_check
+    from fkj.security.smart_routes import AuthSettings, auth_routes
+
+    settings, engine = fkj.settings, fkj.services.engine
+    auth = AuthSettings.from_settings(settings, engine, directory=fkj.directory)
+    fkj.services.extras["auth"] = auth
+    fkj.extra_routes.extend(auth_routes(auth))
+
+    def authenticate(headers: dict, tenant: str) -> Principal:
+        return principal_from_request(headers, tenant, auth.token_service)
+
+    def mint_token(tenant: str, scope: str, **claims) -> str:
+        return mint_dev_token(engine, tenant, scope, demo=settings.demo,
+                              base_url=settings.base_url, **claims)
+
+    fkj.authenticate = authenticate
+    fkj.mint_token = mint_token  # type: ignore[attr-defined]
+    fkj.services.hooks.authorize.append(scope_check)
+    fkj.capability_hooks.append(_smart_capability(settings.base_url))
+
+
+def _smart_capability(base_url: str):
+    def hook(rest: dict, tenant: str) -> None:
+        rest["security"] = {
+            "cors": True,
+            "service": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"}]}],
+            "extension": [{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [
+                    {"url": "authorize", "valueUri": f"{base_url}/auth/authorize"},
+                    {"url": "token", "valueUri": f"{base_url}/auth/token"},
+                    {"url": "introspect", "valueUri": f"{base_url}/auth/introspect"},
+                    {"url": "revoke", "valueUri": f"{base_url}/auth/revoke"}]}],
+            "description": "SMART App Launch v2 and Backend Services; see "
+                           f"{base_url}/fhir/{tenant}/.well-known/smart-configuration"}
+    return hook

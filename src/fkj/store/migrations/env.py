@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import fkj.security.tables  # noqa: F401  (registers its tables on the metadata)
 from fkj.store.schema import metadata
 
 config = context.config

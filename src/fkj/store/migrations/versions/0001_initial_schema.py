@@ -166,6 +166,7 @@ def _row_level_security() -> None:
     conn = op.get_bind()
     rls.ensure_role(conn)
     rls.grant_plain(conn, "tenant")
+    rls.grant_plain(conn, "alembic_version", "SELECT")
     for table in ("resource", "resource_version", "idx_string", "idx_token", "idx_reference",
                   "idx_date", "idx_number", "idx_quantity", "idx_uri"):
         rls.protect(conn, table)

@@ -1,0 +1,3 @@
+from fkj.cli.main import app
+
+app()

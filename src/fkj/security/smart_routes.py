@@ -1,0 +1,736 @@
+"""SMART App Launch v2 / SMART Backend Services authorisation server (Starlette routes).
+
+``auth_routes(settings)`` returns the routes; the app owner mounts them under the app root::
+
+    GET  /fhir/{tenant}/.well-known/smart-configuration
+    GET  /.well-known/openid-configuration
+    GET  /auth/jwks
+    GET|POST /auth/authorize     authorisation code + PKCE (S256 only)
+    POST /auth/login             demo login / patient picker (404 unless settings.demo)
+    POST /auth/token             authorization_code | refresh_token | client_credentials
+    POST /auth/introspect        RFC 7662 (authenticated confidential/backend clients)
+    POST /auth/revoke            RFC 7009
+
+Redirect rules: until the client and the *exactly* registered redirect URI are established,
+errors are shown as an HTML page and never redirected (no open redirect); after that, errors
+are returned to the redirect URI as ``error=…&state=…``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+
+import jinja2
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from fkj.errors import Unauthorized
+from fkj.security.clients import Client, check_secret, get_client
+from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
+    verify_signature
+from fkj.security.keys import KeyRing
+from fkj.security.scopes import covered, all_covered, normalize_scopes
+from fkj.security.tables import auth_code, client_assertion_jti, launch_context, refresh_token
+from fkj.security.tokens import ACR_VALUES, TokenService, TrustedIssuer
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ("RS384", "ES384")
+TENANT_RE = re.compile(r"^[0-9]{4}$")
+VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
+NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
+
+CAPABILITIES = [
+    "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
+    "client-confidential-asymmetric", "context-ehr-patient", "context-ehr-encounter",
+    "context-standalone-patient", "permission-patient", "permission-user", "permission-v1",
+    "permission-v2", "permission-offline", "sso-openid-connect", "authorize-post",
+]
+SCOPES_SUPPORTED = [
+    "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
+    "offline_access", "online_access", "patient/*.cruds", "patient/*.rs", "user/*.cruds",
+    "user/*.rs", "system/*.cruds", "system/*.rs",
+]
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass
+class AuthSettings:
+    engine: Engine
+    base_url: str
+    demo: bool = False
+    #: tenant -> [{kind, id, name, hpr_number?, pid?, roles?, unit?, organisation?}]
+    directory: Callable[[str], list[dict]] = field(default=lambda tenant: [])
+    trusted_issuers: list[TrustedIssuer] = field(default_factory=list)
+    #: fixed audience for all tenants (default: the tenant's FHIR base)
+    audience: str | None = None
+    access_token_lifetime: int = 3600
+    offline_refresh_lifetime: int = 30 * 24 * 3600
+    online_refresh_lifetime: int = 8 * 3600
+    code_lifetime: int = 60
+    launch_lifetime: int = 300
+    smart_style_url: str | None = None
+    keyring: KeyRing | None = None
+    token_service: TokenService | None = None
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if self.keyring is None:
+            self.keyring = (self.token_service.keyring if self.token_service else
+                            KeyRing(self.engine, max_token_lifetime=self.access_token_lifetime))
+        if self.token_service is None:
+            self.token_service = TokenService(
+                self.engine, self.keyring, self.base_url, self.trusted_issuers,
+                audience=self.audience, access_token_lifetime=self.access_token_lifetime)
+
+    @classmethod
+    def from_settings(cls, settings: Any, engine: Engine,
+                      directory: Callable[[str], list[dict]] | None = None,
+                      **kw: Any) -> "AuthSettings":
+        """From :class:`fkj.config.Settings` (base_url, demo, trusted_issuers JSON)."""
+        from fkj.security.tokens import load_trusted_issuers
+        return cls(engine=engine, base_url=settings.base_url, demo=settings.demo,
+                   directory=directory or getattr(settings, "directory", None) or
+                   (lambda tenant: []),
+                   trusted_issuers=load_trusted_issuers(getattr(settings, "trusted_issuers",
+                                                                "[]")), **kw)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/auth/token"
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, description: str, status: int = 400):
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+def create_launch(engine: Engine, tenant: str, patient: str | None = None,
+                  encounter: str | None = None, user: str | None = None,
+                  lifetime: int = 300) -> str:
+    """Create an EHR launch context; returns the opaque ``launch`` id for the app URL."""
+    if not TENANT_RE.match(tenant):
+        raise ValueError("bad tenant")
+    launch_id = secrets.token_urlsafe(24)
+    now = now_us()
+
+    def bare(ref: str | None, rtype: str) -> str | None:
+        return ref.split("/", 1)[1] if ref and ref.startswith(rtype + "/") else ref
+
+    with engine.begin() as conn:
+        conn.execute(insert(launch_context).values(
+            launch_id=launch_id, tenant=tenant, patient=bare(patient, "Patient"),
+            encounter=bare(encounter, "Encounter"), user_ref=user, created=now,
+            expires=now + lifetime * 1_000_000))
+    return launch_id
+
+
+def _with_query(uri: str, params: dict[str, Any]) -> str:
+    parts = urlsplit(uri)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def auth_routes(settings: AuthSettings | Any) -> list[Route]:
+    """Routes of the authorisation server. ``settings``: an :class:`AuthSettings`, or any
+    object with ``engine``, ``base_url``, ``demo`` and optionally ``directory`` and
+    ``trusted_issuers`` (JSON text or a list of TrustedIssuer)."""
+    if isinstance(settings, AuthSettings):
+        s = settings
+    else:
+        from fkj.security.tokens import load_trusted_issuers
+        trusted = getattr(settings, "trusted_issuers", None) or []
+        if isinstance(trusted, str):
+            trusted = load_trusted_issuers(trusted)
+        s = AuthSettings(engine=settings.engine, base_url=settings.base_url,
+                         demo=bool(settings.demo), trusted_issuers=list(trusted),
+                         directory=getattr(settings, "directory", None) or (lambda t: []))
+    ts: TokenService = s.token_service  # type: ignore[assignment]
+    engine = s.engine
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=True)
+
+    def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = env.get_template(f"auth/{name}").render(**ctx)
+        return HTMLResponse(html, status_code=status, headers={
+            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                       "form-action 'self'"})
+
+    def error_page(message: str, status: int = 400) -> HTMLResponse:
+        return page("error.html", status, message=message)
+
+    def oauth_json(body: dict[str, Any], status: int = 200,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+        h = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        h.update(headers or {})
+        return JSONResponse(body, status_code=status, headers=h)
+
+    def oauth_error(e: OAuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="fkj"'} if e.status == 401 else None
+        return oauth_json({"error": e.error, "error_description": e.description}, e.status,
+                          headers)
+
+    def tenant_from_aud(aud: str | None) -> str | None:
+        if not aud:
+            return None
+        prefix = f"{s.base_url}/fhir/"
+        if aud.rstrip("/").startswith(prefix):
+            tenant = aud.rstrip("/")[len(prefix):]
+            if TENANT_RE.match(tenant):
+                return tenant
+        return None
+
+    # -- discovery ---------------------------------------------------------------------------
+    def endpoints() -> dict[str, Any]:
+        b = s.base_url
+        return {
+            "issuer": b,
+            "jwks_uri": f"{b}/auth/jwks",
+            "authorization_endpoint": f"{b}/auth/authorize",
+            "token_endpoint": s.token_url,
+            "introspection_endpoint": f"{b}/auth/introspect",
+            "revocation_endpoint": f"{b}/auth/revoke",
+            "grant_types_supported": ["authorization_code", "refresh_token",
+                                      "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+            "scopes_supported": SCOPES_SUPPORTED,
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
+    async def smart_configuration(request: Request) -> Response:
+        tenant = request.path_params["tenant"]
+        if not TENANT_RE.match(tenant):
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        doc = endpoints()
+        doc["capabilities"] = CAPABILITIES
+        return JSONResponse(doc)
+
+    async def openid_configuration(request: Request) -> Response:
+        doc = endpoints()
+        doc.update({
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [s.keyring.alg],  # type: ignore[union-attr]
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
+        })
+        return JSONResponse(doc)
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(s.keyring.jwks(),  # type: ignore[union-attr]
+                            headers={"Cache-Control": "public, max-age=300"})
+
+    # -- authorize ---------------------------------------------------------------------------
+    def authorize_sync(items: list[tuple[str, str]]) -> Response:
+        names = [k for k, _ in items]
+        params = dict(items)
+        client = get_client(engine, params.get("client_id", ""))
+        if client is None or client.client_type == "backend":
+            return error_page("Ukjent klient (client_id).")
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri or redirect_uri not in client.redirect_uris:
+            return error_page("redirect_uri er ikke registrert for denne klienten.")
+        state = params.get("state")
+
+        def back(error: str, desc: str) -> Response:
+            return RedirectResponse(_with_query(redirect_uri, {
+                "error": error, "error_description": desc, "state": state}), status_code=302)
+
+        if len(names) != len(set(names)):
+            return back("invalid_request", "repeated parameter")
+        if params.get("response_type") != "code":
+            return back("unsupported_response_type", "only response_type=code")
+        challenge = params.get("code_challenge")
+        if params.get("code_challenge_method") != "S256" or not challenge:
+            return back("invalid_request", "PKCE with code_challenge_method=S256 is required")
+        if not CHALLENGE_RE.match(challenge):
+            return back("invalid_request", "malformed code_challenge")
+        tenant = tenant_from_aud(params.get("aud"))
+        if tenant is None:
+            return back("invalid_request", "aud must be the FHIR base URL of a tenant")
+        if not client.allows_tenant(tenant):
+            return back("unauthorized_client", "client not registered for this tenant")
+        requested = normalize_scopes(params.get("scope"))
+        granted = sorted(sc for sc in requested
+                         if not sc.startswith("system/") and covered(sc, client.scopes))
+        if not granted:
+            return back("invalid_scope", "no requested scope is allowed for this client")
+        launch: dict[str, Any] = {}
+        if params.get("launch"):
+            with engine.connect() as conn:
+                row = conn.execute(select(launch_context).where(
+                    launch_context.c.launch_id == params["launch"])).first()
+            if row is None or row.tenant != tenant or row.expires <= now_us():
+                return back("invalid_request", "unknown or expired launch")
+            launch = {"patient": row.patient, "encounter": row.encounter, "user": row.user_ref}
+        elif "launch" in requested:
+            return back("invalid_request", "scope launch requires the launch parameter")
+        if not s.demo:
+            return error_page(NOT_CONFIGURED + ".", 501)
+        pending = {"client_id": client.client_id, "redirect_uri": redirect_uri, "state": state,
+                   "code_challenge": challenge, "scope": " ".join(granted), "tenant": tenant,
+                   "launch": launch, "nonce": params.get("nonce"), "ehr": bool(launch)}
+        req = ts.seal(pending, "authorize")
+        people = s.directory(tenant)
+        if launch.get("user"):
+            people = [p for p in people if p.get("id") == launch["user"]]
+        return page("login.html", client=client, scopes=granted, people=people, req=req,
+                    tenant=tenant)
+
+    async def authorize(request: Request) -> Response:
+        if request.method == "POST":
+            form = await request.form()
+            items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        else:
+            items = list(request.query_params.multi_items())
+        return await run_in_threadpool(authorize_sync, items)
+
+    # -- demo login and patient picker -------------------------------------------------------
+    def login_sync(form: dict[str, str]) -> Response:
+        try:
+            pending = ts.unseal(form.get("req", ""), "authorize")
+        except Unauthorized:
+            return error_page("Innloggingsforespørselen er ugyldig eller utløpt.")
+        tenant = pending["tenant"]
+        directory = s.directory(tenant)
+        person = next((p for p in directory if p.get("id") == form.get("person")), None)
+        launch = pending.get("launch") or {}
+        if person is None or person.get("kind") not in ("practitioner", "citizen"):
+            return error_page("Ukjent person.")
+        if launch.get("user") and person["id"] != launch["user"]:
+            return error_page("Innlogget bruker stemmer ikke med oppstartskonteksten.")
+        scopes = pending["scope"].split()
+        patient = launch.get("patient")
+        if person["kind"] == "citizen":
+            own = person["id"].split("/", 1)[1]
+            if patient and patient != own:
+                return error_page("En innbygger kan bare åpne sin egen journal.", 403)
+            if any(sc.startswith("patient/") for sc in scopes) or "launch/patient" in scopes:
+                patient = own
+        elif "launch/patient" in scopes and not patient:
+            candidates = [p for p in directory if p.get("kind") == "citizen"
+                          and str(p.get("id", "")).startswith("Patient/")]
+            chosen = form.get("patient")
+            if not chosen:
+                return page("pick_patient.html", patients=candidates, req=form["req"],
+                            person=person, tenant=tenant)
+            if chosen not in {p["id"] for p in candidates}:
+                return error_page("Ukjent pasient.")
+            patient = chosen.split("/", 1)[1]
+        if "launch/patient" in scopes and not patient:
+            return error_page("Ingen pasient valgt.")
+        grant = {
+            "kind": person["kind"], "sub": person["id"], "fhir_user": person["id"],
+            "hpr_number": person.get("hpr_number"), "pid": person.get("pid"),
+            "roles": list(person.get("roles") or []), "unit": person.get("unit"),
+            "organisation": person.get("organisation"),
+            "acr": person.get("acr") or ("idporten-loa-high" if person["kind"] == "citizen"
+                                         else None),
+            "patient": patient, "encounter": launch.get("encounter"),
+            "nonce": pending.get("nonce"), "need_patient_banner": not pending.get("ehr"),
+        }
+        code = secrets.token_urlsafe(32)
+        now = now_us()
+        with engine.begin() as conn:
+            conn.execute(insert(auth_code).values(
+                code_hash=_sha256(code), tenant=tenant, client_id=pending["client_id"],
+                redirect_uri=pending["redirect_uri"], code_challenge=pending["code_challenge"],
+                scope=pending["scope"], grant=json.dumps(grant), created=now,
+                expires=now + s.code_lifetime * 1_000_000))
+        return RedirectResponse(_with_query(pending["redirect_uri"], {
+            "code": code, "state": pending.get("state")}), status_code=302)
+
+    async def login(request: Request) -> Response:
+        if not s.demo:
+            return Response("Not Found", status_code=404)
+        if request.method != "POST":
+            return Response("Method Not Allowed", status_code=405)
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+        return await run_in_threadpool(login_sync, data)
+
+    # -- client authentication ---------------------------------------------------------------
+    def verify_assertion(assertion: str, form_client_id: str | None) -> Client:
+        try:
+            header, unverified, _, _ = split_compact(assertion)
+        except JoseError:
+            raise OAuthError("invalid_client", "malformed client_assertion", 401) from None
+        client = get_client(engine, unverified.get("iss") if isinstance(
+            unverified.get("iss"), str) else "")
+        if client is None or not client.jwks:
+            raise OAuthError("invalid_client", "unknown client or no registered keys", 401)
+        if form_client_id and form_client_id != client.client_id:
+            raise OAuthError("invalid_client", "client_id does not match assertion", 401)
+        try:
+            header, claims, signing_input, sig = split_compact(assertion)
+            alg = check_header(header, ASSERTION_ALGS)
+            keys = [k for k in client.jwks.get("keys", []) if isinstance(k, dict)]
+            kid = header.get("kid")
+            if kid is not None:
+                keys = [k for k in keys if k.get("kid") == kid]
+            if not keys:
+                raise JoseError("no matching key")
+            verified = False
+            for k in keys:
+                try:
+                    verify_signature(alg, public_key_from_jwk(k), signing_input, sig)
+                    verified = True
+                    break
+                except JoseError:
+                    continue
+            if not verified:
+                raise JoseError("bad signature")
+        except JoseError as e:
+            raise OAuthError("invalid_client", f"client_assertion: {e}", 401) from None
+        now = time.time()
+        exp, jti = claims.get("exp"), claims.get("jti")
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
+            raise OAuthError("invalid_client", "iss and sub must be the client_id", 401)
+        if s.token_url not in auds:
+            raise OAuthError("invalid_client", "aud must be the token endpoint", 401)
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= now:
+            raise OAuthError("invalid_client", "assertion expired or without exp", 401)
+        if exp > now + 300 + 5:
+            raise OAuthError("invalid_client", "assertion exp more than 5 minutes ahead", 401)
+        for name in ("nbf", "iat"):
+            v = claims.get(name)
+            if v is not None and (not isinstance(v, (int, float)) or v > now + 30):
+                raise OAuthError("invalid_client", f"assertion {name} in the future", 401)
+        if not isinstance(jti, str) or not jti or len(jti) > 255:
+            raise OAuthError("invalid_client", "assertion needs a jti", 401)
+        with engine.begin() as conn:
+            conn.execute(delete(client_assertion_jti).where(
+                client_assertion_jti.c.expires < now_us()))
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(client_assertion_jti).values(
+                    client_id=client.client_id, jti=jti, expires=int(exp * 1_000_000)))
+        except IntegrityError:
+            raise OAuthError("invalid_client", "client_assertion jti replayed", 401) from None
+        return client
+
+    def authenticate_client(headers: dict[str, str], form: dict[str, str],
+                            allow_public: bool = True) -> tuple[Client, str]:
+        """Returns (client, method) with method basic|private_key_jwt|none."""
+        auth = headers.get("authorization", "")
+        form_client_id = form.get("client_id")
+        methods = [bool(auth.lower().startswith("basic ")), "client_assertion" in form
+                   or "client_assertion_type" in form]
+        if sum(methods) > 1 or "client_secret" in form:
+            raise OAuthError("invalid_request", "use exactly one client authentication method")
+        if methods[0]:
+            try:
+                raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+                cid, secret = raw.split(":", 1)
+                cid, secret = unquote(cid.replace("+", " ")), unquote(secret.replace("+", " "))
+            except (ValueError, UnicodeDecodeError):
+                raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
+            client = get_client(engine, cid)
+            if client is None or client.client_type != "confidential" or \
+                    not check_secret(client, secret):
+                raise OAuthError("invalid_client", "client authentication failed", 401)
+            if form_client_id and form_client_id != cid:
+                raise OAuthError("invalid_client", "client_id mismatch", 401)
+            return client, "basic"
+        if methods[1]:
+            if form.get("client_assertion_type") != ASSERTION_TYPE or \
+                    not form.get("client_assertion"):
+                raise OAuthError("invalid_client", "unsupported client_assertion_type", 401)
+            return verify_assertion(form["client_assertion"], form_client_id), "private_key_jwt"
+        client = get_client(engine, form_client_id or "")
+        if client is None:
+            raise OAuthError("invalid_client", "unknown client", 401)
+        if client.client_type != "public" or not allow_public:
+            raise OAuthError("invalid_client", "client authentication required", 401)
+        return client, "none"
+
+    # -- token families ----------------------------------------------------------------------
+    def revoke_family(family_id: str | None) -> None:
+        if not family_id:
+            return
+        with engine.begin() as conn:
+            rows = conn.execute(select(refresh_token.c.access_jti, refresh_token.c.access_exp,
+                                       refresh_token.c.tenant).where(
+                refresh_token.c.family_id == family_id)).all()
+            conn.execute(update(refresh_token).where(
+                refresh_token.c.family_id == family_id).values(revoked=True))
+        for jti, exp, tenant in rows:
+            if jti:
+                ts.revoke(jti, (exp or now_us()) / 1_000_000, tenant)
+
+    def issue_tokens(client: Client, tenant: str, scope: str, grant: dict[str, Any],
+                     family_id: str | None, refresh_scope: str | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """Returns (response body, access claims, family_id)."""
+        scopes = scope.split()
+        token, claims = ts.issue(
+            tenant=tenant, subject=grant["sub"], scope=scopes, client_id=client.client_id,
+            kind=grant["kind"], hpr_number=grant.get("hpr_number"), pid=grant.get("pid"),
+            organisation=grant.get("organisation"), roles=grant.get("roles") or (),
+            unit=grant.get("unit"), acr=grant.get("acr"), patient=grant.get("patient"),
+            encounter=grant.get("encounter"), fhir_user=grant.get("fhir_user"))
+        body: dict[str, Any] = {
+            "access_token": token, "token_type": "Bearer",
+            "expires_in": claims["exp"] - claims["iat"], "scope": claims["scope"],
+            "need_patient_banner": bool(grant.get("need_patient_banner", False)),
+            "tenant": tenant,
+        }
+        for name in ("patient", "encounter"):
+            if grant.get(name):
+                body[name] = grant[name]
+        if s.smart_style_url:
+            body["smart_style_url"] = s.smart_style_url
+        if "openid" in scopes and ("fhirUser" in scopes or "profile" in scopes):
+            body["id_token"] = ts.issue_id_token(
+                subject=grant["sub"], client_id=client.client_id,
+                fhir_user=grant.get("fhir_user"), nonce=grant.get("nonce"))
+        rscope = refresh_scope or scope
+        offline = "offline_access" in rscope.split()
+        online = "online_access" in rscope.split()
+        if offline or online:
+            family_id = family_id or secrets.token_urlsafe(18)
+            rt = secrets.token_urlsafe(32)
+            now = now_us()
+            life = s.offline_refresh_lifetime if offline else s.online_refresh_lifetime
+            with engine.begin() as conn:
+                conn.execute(insert(refresh_token).values(
+                    token_hash=_sha256(rt), family_id=family_id, tenant=tenant,
+                    client_id=client.client_id, scope=rscope, grant=json.dumps(grant),
+                    created=now, expires=now + life * 1_000_000, used=None, revoked=False,
+                    access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000))
+            body["refresh_token"] = rt
+        return body, claims, family_id
+
+    # -- grants -------------------------------------------------------------------------------
+    def grant_authorization_code(client: Client, form: dict[str, str]) -> dict[str, Any]:
+        code = form.get("code")
+        if not code:
+            raise OAuthError("invalid_request", "code is required")
+        code_hash = _sha256(code)
+        with engine.connect() as conn:
+            row = conn.execute(select(auth_code).where(auth_code.c.code_hash == code_hash)
+                               ).first()
+        if row is None or row.client_id != client.client_id:
+            raise OAuthError("invalid_grant", "unknown code")
+        now = now_us()
+        with engine.begin() as conn:
+            claimed = conn.execute(update(auth_code).where(
+                auth_code.c.code_hash == code_hash, auth_code.c.used.is_(None)).values(
+                used=now)).rowcount
+        if claimed != 1:
+            with engine.connect() as conn:
+                row = conn.execute(select(auth_code).where(
+                    auth_code.c.code_hash == code_hash)).first()
+            if row.access_jti:
+                ts.revoke(row.access_jti, row.access_exp / 1_000_000, row.tenant)
+            revoke_family(row.family_id)
+            raise OAuthError("invalid_grant", "code already used; tokens issued from it revoked")
+        if row.expires <= now:
+            raise OAuthError("invalid_grant", "code expired")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri does not match")
+        verifier = form.get("code_verifier")
+        if not verifier:
+            raise OAuthError("invalid_grant", "code_verifier is required (PKCE)")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
+                                          ).rstrip(b"=").decode()
+        if not VERIFIER_RE.match(verifier) or not secrets.compare_digest(
+                digest, row.code_challenge):
+            raise OAuthError("invalid_grant", "code_verifier does not match")
+        grant = json.loads(row.grant)
+        body, claims, family = issue_tokens(client, row.tenant, row.scope, grant, None)
+        with engine.begin() as conn:
+            conn.execute(update(auth_code).where(auth_code.c.code_hash == code_hash).values(
+                access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000,
+                family_id=family))
+        return body
+
+    def grant_refresh(client: Client, form: dict[str, str]) -> dict[str, Any]:
+        rt = form.get("refresh_token")
+        if not rt:
+            raise OAuthError("invalid_request", "refresh_token is required")
+        h = _sha256(rt)
+        with engine.connect() as conn:
+            row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)
+                               ).first()
+        if row is None or row.client_id != client.client_id:
+            raise OAuthError("invalid_grant", "unknown refresh token")
+        if row.revoked or row.used is not None:
+            revoke_family(row.family_id)
+            raise OAuthError("invalid_grant", "refresh token already used; family revoked")
+        if row.expires <= now_us():
+            raise OAuthError("invalid_grant", "refresh token expired")
+        scope = row.scope
+        if form.get("scope"):
+            requested = normalize_scopes(form["scope"])
+            if not requested or not all_covered(requested, row.scope.split()):
+                raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
+            scope = " ".join(sorted(requested))
+        with engine.begin() as conn:
+            claimed = conn.execute(update(refresh_token).where(
+                refresh_token.c.token_hash == h, refresh_token.c.used.is_(None),
+                refresh_token.c.revoked.is_(False)).values(used=now_us())).rowcount
+        if claimed != 1:
+            revoke_family(row.family_id)
+            raise OAuthError("invalid_grant", "refresh token already used; family revoked")
+        grant = json.loads(row.grant)
+        body, _, _ = issue_tokens(client, row.tenant, scope, grant, row.family_id,
+                                  refresh_scope=row.scope)
+        return body
+
+    def grant_client_credentials(client: Client, method: str, form: dict[str, str]
+                                 ) -> dict[str, Any]:
+        if client.client_type != "backend" or method != "private_key_jwt":
+            raise OAuthError("unauthorized_client",
+                             "client_credentials is for backend clients with private_key_jwt")
+        requested = normalize_scopes(form.get("scope"))
+        if not requested:
+            raise OAuthError("invalid_scope", "scope is required")
+        bad = [sc for sc in requested if not sc.startswith("system/")]
+        if bad:
+            raise OAuthError("invalid_scope", f"only system/ scopes for backend services: {bad}")
+        if not all_covered(requested, client.scopes):
+            raise OAuthError("invalid_scope", "scope not allowed for this client")
+        tenant = client.tenant or form.get("tenant") or tenant_from_aud(form.get("aud"))
+        if not tenant or not TENANT_RE.match(tenant) or not client.allows_tenant(tenant):
+            raise OAuthError("invalid_request", "tenant unknown or not allowed for the client")
+        grant = {"kind": "client", "sub": client.client_id}
+        body, _, _ = issue_tokens(client, tenant, " ".join(sorted(requested)), grant, None)
+        body.pop("need_patient_banner", None)
+        return body
+
+    def token_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
+        try:
+            grant_type = form.get("grant_type")
+            if grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
+                raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
+            client, method = authenticate_client(headers, form)
+            if grant_type == "authorization_code":
+                return oauth_json(grant_authorization_code(client, form))
+            if grant_type == "refresh_token":
+                return oauth_json(grant_refresh(client, form))
+            return oauth_json(grant_client_credentials(client, method, form))
+        except OAuthError as e:
+            return oauth_error(e)
+
+    async def read_form(request: Request) -> tuple[dict[str, str], OAuthError | None]:
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("application/x-www-form-urlencoded"):
+            return {}, OAuthError("invalid_request", "form-encoded body required")
+        form = await request.form()
+        items = list(form.multi_items())
+        if len({k for k, _ in items}) != len(items):
+            return {}, OAuthError("invalid_request", "repeated parameter")
+        return {k: v for k, v in items if isinstance(v, str)}, None
+
+    async def token(request: Request) -> Response:
+        form, err = await read_form(request)
+        if err:
+            return oauth_error(err)
+        return await run_in_threadpool(token_sync, dict(request.headers), form)
+
+    # -- introspection and revocation ----------------------------------------------------------
+    def introspect_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
+        try:
+            client, _ = authenticate_client(headers, form, allow_public=False)
+        except OAuthError as e:
+            return oauth_error(e)
+        tok = form.get("token")
+        if not tok:
+            return oauth_error(OAuthError("invalid_request", "token is required"))
+        inactive = oauth_json({"active": False})
+        if tok.count(".") != 2:  # maybe a refresh token
+            with engine.connect() as conn:
+                row = conn.execute(select(refresh_token).where(
+                    refresh_token.c.token_hash == _sha256(tok))).first()
+            if row is None or row.revoked or row.used is not None or \
+                    row.expires <= now_us() or row.client_id != client.client_id:
+                return inactive
+            return oauth_json({"active": True, "token_type": "refresh_token",
+                               "scope": row.scope, "client_id": row.client_id,
+                               "exp": row.expires // 1_000_000, "tenant": row.tenant})
+        try:
+            claims, ti = ts.verify_claims(tok)
+        except Unauthorized:
+            return inactive
+        if ti is not None or not client.allows_tenant(claims.get("tenant", "")):
+            return inactive
+        body = {"active": True, "token_type": "Bearer"}
+        for name in ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti",
+                     "tenant", "patient", "encounter", "fhirUser"):
+            if name in claims:
+                body[name] = claims[name]
+        return oauth_json(body)
+
+    async def introspect(request: Request) -> Response:
+        form, err = await read_form(request)
+        if err:
+            return oauth_error(err)
+        return await run_in_threadpool(introspect_sync, dict(request.headers), form)
+
+    def revoke_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
+        try:
+            client, _ = authenticate_client(headers, form)
+        except OAuthError as e:
+            return oauth_error(e)
+        tok = form.get("token")
+        if not tok:
+            return oauth_error(OAuthError("invalid_request", "token is required"))
+        with engine.connect() as conn:
+            row = conn.execute(select(refresh_token).where(
+                refresh_token.c.token_hash == _sha256(tok))).first()
+        if row is not None:
+            if row.client_id == client.client_id:
+                revoke_family(row.family_id)
+            return Response(status_code=200, headers={"Cache-Control": "no-store"})
+        try:
+            claims, ti = ts.verify_claims(tok)
+            if ti is None and claims.get("client_id") == client.client_id:
+                ts.revoke(claims["jti"], claims["exp"], claims.get("tenant"))
+        except Unauthorized:
+            pass  # RFC 7009: invalid tokens are not an error
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+    async def revoke(request: Request) -> Response:
+        form, err = await read_form(request)
+        if err:
+            return oauth_error(err)
+        return await run_in_threadpool(revoke_sync, dict(request.headers), form)
+
+    return [
+        Route("/fhir/{tenant}/.well-known/smart-configuration", smart_configuration,
+              methods=["GET"]),
+        Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
+        Route("/auth/jwks", jwks, methods=["GET"]),
+        Route("/auth/authorize", authorize, methods=["GET", "POST"]),
+        Route("/auth/login", login, methods=["GET", "POST"]),
+        Route("/auth/token", token, methods=["POST"]),
+        Route("/auth/introspect", introspect, methods=["POST"]),
+        Route("/auth/revoke", revoke, methods=["POST"]),
+    ]
