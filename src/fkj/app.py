@@ -155,7 +155,11 @@ def create_app(fkj: FkjApp) -> Starlette:
                               {k.lower(): v for k, v in request.headers.items()}, body)
         except FhirError as e:
             return to_response(outcome_for(e))
-        resp = await run_in_threadpool(_safe_handle, fkj, req)
+        if _is_point_read(req):
+            # a primary-key lookup costs less than the hop to a worker thread
+            resp = _safe_handle(fkj, req)
+        else:
+            resp = await run_in_threadpool(_safe_handle, fkj, req)
         if request.method == "HEAD":
             resp.body = None
         return to_response(resp, pretty=request.query_params.get("_pretty") == "true")
@@ -176,9 +180,22 @@ def create_app(fkj: FkjApp) -> Starlette:
         *fkj.extra_routes,
         Route("/fhir/{tenant}/{path:path}", fhir_endpoint, methods=methods),
     ]
-    app = Starlette(routes=routes)
+    async def http_error(request: Request, exc) -> Response:
+        from fkj.errors import Issue
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return to_response(FhirResponse(exc.status_code, operation_outcome(
+            [Issue("error", code, f"{request.method} {request.url.path}: {exc.detail}")])))
+
+    app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
     app.state.fkj = fkj
     return app
+
+
+def _is_point_read(req: FhirRequest) -> bool:
+    s = req.segments
+    return (req.method == "GET" and not req.query and
+            (len(s) == 2 or (len(s) == 4 and s[2] == "_history"))
+            and not s[1].startswith(("$", "_")))
 
 
 def _safe_handle(fkj: FkjApp, req: FhirRequest) -> FhirResponse:

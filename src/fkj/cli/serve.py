@@ -31,7 +31,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
           demo: bool = typer.Option(False, "--demo", envvar="FKJ_DEMO",
                                     help="enable demo logins and dev tokens"),
           base_url: Optional[str] = typer.Option(None, "--base-url", envvar="FKJ_BASE_URL"),
-          workers: int = typer.Option(1, "--workers")) -> None:
+          workers: int = typer.Option(0, "--workers", envvar="FKJ_WORKERS",
+                                      help="server processes (0 = one per CPU core)")) -> None:
+    import os
+
     import uvicorn
 
     settings = Settings(database_url=database_url or default_database_url(), demo=demo,
@@ -41,5 +44,17 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
     except SchemaMismatch as e:
         console.print(f"[red]fkj serve cannot start:[/red] {e.diagnostics}")
         sys.exit(3)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                workers=None if workers == 1 else workers)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    # several processes: each builds its own app from the same settings (environment)
+    os.environ.update({"FKJ_DATABASE_URL": settings.database_url,
+                       "FKJ_BASE_URL": settings.base_url, "FKJ_DEMO": "1" if demo else ""})
+    uvicorn.run("fkj.cli.serve:app_from_environment", factory=True, host=host, port=port,
+                workers=workers, log_level="warning", access_log=False)
+
+
+def app_from_environment():
+    """ASGI app factory for worker processes (settings come from FKJ_* variables)."""
+    return build_server_app(Settings())

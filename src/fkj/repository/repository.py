@@ -31,7 +31,7 @@ from fkj.model.references import iter_references, split_relative
 from fkj.repository.services import Services
 from fkj.repository.unit_of_work import Prepared, UnitOfWork
 from fkj.store import resources as sql
-from fkj.store.backend import is_unique_violation, now_us, scope
+from fkj.store.backend import is_unique_violation, now_us, point_read, scope
 from fkj.types import Principal
 
 
@@ -117,9 +117,18 @@ class Repository:
             hook(self, interaction, rtype, resource)
 
     # ------------------------------------------------------------------ reads
+    @contextmanager
+    def _point_read(self) -> Iterator[Connection]:
+        if self._uow is not None:
+            with self._reading() as conn:
+                yield conn
+        else:
+            with point_read(self.services.engine, self.tenant) as conn:
+                yield conn
+
     def read(self, rtype: str, rid: str) -> Stored:
         self.authorize("read", rtype)
-        with self._reading() as conn:
+        with self._point_read() as conn:
             cur = sql.get_current(conn, self.tenant, rtype, rid)
         if cur is None:
             raise NotFound(f"{rtype}/{rid} is not known")
@@ -131,7 +140,7 @@ class Repository:
         self.authorize("vread", rtype)
         if not vid.isdigit():
             raise NotFound(f"{rtype}/{rid} has no version {vid!r}")
-        with self._reading() as conn:
+        with self._point_read() as conn:
             row = sql.get_version(conn, self.tenant, rtype, rid, int(vid))
         if row is None:
             raise NotFound(f"{rtype}/{rid} has no version {vid}")

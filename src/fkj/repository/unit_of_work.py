@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from fkj.errors import Unprocessable
+from fkj.store import bulk
 from fkj.store import resources as sql
+from fkj.store.schema import INDEX_TABLES, event_log, resource, resource_version
 
 
 @dataclass
@@ -72,29 +74,29 @@ class UnitOfWork:
             return
         self._check_references(ops)
         new = [op for op in ops if op.rid is None]
-        rids = sql.insert_new(self.conn, [
-            {"tenant": self.tenant, "type": op.type, "id": op.id, "version": op.version,
-             "last_updated": op.last_updated, "deleted": op.deleted, "content": op.content}
-            for op in new])
-        for op, rid in zip(new, rids):
+        for op, rid in zip(new, bulk.allocate_rids(self.conn, len(new))):
             op.rid = rid
-        first = sql.allocate_seq(self.conn, self.tenant, len(ops))
+        t = self.tenant
+        bulk.insert_rows(self.conn, resource, RESOURCE_COLUMNS, [
+            (op.rid, t, op.type, op.id, op.version, op.last_updated, op.deleted, op.content)
+            for op in new])
+        first = sql.allocate_seq(self.conn, t, len(ops))
         versions, events = [], []
-        index_rows: dict[str, list[dict]] = {}
+        index_rows: dict[str, list[tuple]] = {}
         clear = [op.rid for op in ops if op.action != "create"]
         for n, op in enumerate(ops):
             seq = first + n
-            versions.append({"tenant": self.tenant, "type": op.type, "id": op.id,
-                             "version": op.version, "seq": seq, "last_updated": op.last_updated,
-                             "method": op.method, "deleted": op.deleted, "content": op.content})
-            events.append({"tenant": self.tenant, "seq": seq, "type": op.type, "id": op.id,
-                           "version": op.version, "action": op.action,
-                           "time": op.last_updated, "actor": self.actor[:200]})
+            versions.append((t, op.type, op.id, op.version, seq, op.last_updated, op.method,
+                             op.deleted, op.content))
+            events.append((t, seq, op.type, op.id, op.version, op.action, op.last_updated,
+                           self.actor[:200]))
             if not op.deleted:
-                _index_rows(self.tenant, op, index_rows)
-        sql.insert_versions(self.conn, versions)
-        sql.replace_index(self.conn, self.tenant, clear, index_rows)
-        sql.insert_events(self.conn, events)
+                _index_rows(t, op, index_rows)
+        bulk.insert_rows(self.conn, resource_version, VERSION_COLUMNS, versions)
+        sql.replace_index(self.conn, t, clear, {})
+        for name, rows in index_rows.items():
+            bulk.insert_rows(self.conn, INDEX_TABLES[name], INDEX_COLUMNS[name], rows)
+        bulk.insert_rows(self.conn, event_log, EVENT_COLUMNS, events)
         self._flushed = len(self._ops)
 
     def _check_references(self, ops: list[Prepared]) -> None:
@@ -118,7 +120,11 @@ class UnitOfWork:
         return self._ops
 
 
-_COLUMNS = {
+RESOURCE_COLUMNS = ("rid", "tenant", "type", "id", "version", "last_updated", "deleted", "content")
+VERSION_COLUMNS = ("tenant", "type", "id", "version", "seq", "last_updated", "method", "deleted",
+                   "content")
+EVENT_COLUMNS = ("tenant", "seq", "type", "id", "version", "action", "time", "actor")
+_VALUE_COLUMNS = {
     "string": ("norm", "exact"),
     "token": ("system", "code", "text"),
     "reference": ("target_type", "target_id", "url", "ident_system", "ident_value"),
@@ -127,17 +133,12 @@ _COLUMNS = {
     "quantity": ("system", "code", "low", "high"),
     "uri": ("uri",),
 }
+INDEX_COLUMNS = {k: ("tenant", "rid", "type", "param", *v) for k, v in _VALUE_COLUMNS.items()}
 
 
-def _index_rows(tenant: str, op: Prepared, out: dict[str, list[dict]]) -> None:
+def _index_rows(tenant: str, op: Prepared, out: dict[str, list[tuple]]) -> None:
+    head = (tenant, op.rid, op.type)
     for table, rows in op.index.items():
-        cols = _COLUMNS.get(table)
-        if cols is None or not rows:
+        if table not in _VALUE_COLUMNS or not rows:
             continue
-        target = out.setdefault(table, [])
-        base = {"tenant": tenant, "rid": op.rid, "type": op.type}
-        for row in rows:
-            d = dict(base)
-            d["param"] = row[0]
-            d.update(zip(cols, row[1:]))
-            target.append(d)
+        out.setdefault(table, []).extend(head + tuple(row) for row in rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, text, update
 
 from fkj.store.schema import (
     INDEX_TABLES,
@@ -26,14 +26,18 @@ class Current:
     content: str
 
 
+#: built once: the hot read path should not rebuild SQL expressions per call
+_CURRENT = select(resource.c.rid, resource.c.version, resource.c.deleted,
+                  resource.c.last_updated, resource.c.content).where(
+    resource.c.tenant == bindparam("tenant"), resource.c.type == bindparam("type"),
+    resource.c.id == bindparam("id"))
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+
+
 def get_current(conn: Connection, tenant: str, rtype: str, rid_id: str, *,
                 for_update: bool = False) -> Current | None:
-    q = select(resource.c.rid, resource.c.version, resource.c.deleted,
-               resource.c.last_updated, resource.c.content).where(
-        resource.c.tenant == tenant, resource.c.type == rtype, resource.c.id == rid_id)
-    if for_update and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = conn.execute(q).first()
+    q = _CURRENT_FOR_UPDATE if for_update and conn.dialect.name == "postgresql" else _CURRENT
+    row = conn.execute(q, {"tenant": tenant, "type": rtype, "id": rid_id}).first()
     return Current(*row) if row else None
 
 
