@@ -72,7 +72,7 @@ class FkjApp:
 def build_fkj(settings: Settings | None = None, engine=None) -> FkjApp:
     settings = settings or Settings()
     engine = engine or make_engine(settings.database_url)
-    services = Services(engine=engine, settings=settings)
+    services = Services(engine=engine, settings=settings, indexing=settings.indexing)
     return FkjApp(settings=settings, services=services)
 
 

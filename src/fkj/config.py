@@ -27,6 +27,8 @@ class Settings:
     #: that predate the security layer); never in production
     auth_enabled: bool = field(default_factory=lambda: not (
         os.environ.get("FKJ_AUTH_DISABLED") == "1" and os.environ.get("FKJ_DEMO") == "1"))
+    #: search indexing at write time; switched off only to measure its cost (FKJ_INDEXING=0)
+    indexing: bool = field(default_factory=lambda: os.environ.get("FKJ_INDEXING", "1") != "0")
     #: trusted external token issuers (JSON list), see fkj.security
     trusted_issuers: str = field(default_factory=lambda: os.environ.get("FKJ_TRUSTED_ISSUERS", "[]"))
 

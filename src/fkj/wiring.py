@@ -22,7 +22,7 @@ def wire(fkj: FkjApp) -> FkjApp:
 def _wire_security(fkj: FkjApp) -> None:
     from fkj.security.authenticate import principal_from_request
     from fkj.security.dev import mint_dev_token
-    from fkj.security.enforce import scope_check
+    from fkj.security.enforce import check_result, compartment_filter, scope_check
     from fkj.security.smart_routes import AuthSettings, auth_routes
 
     settings, engine = fkj.settings, fkj.services.engine
@@ -39,7 +39,10 @@ def _wire_security(fkj: FkjApp) -> None:
 
     fkj.authenticate = authenticate
     fkj.mint_token = mint_token  # type: ignore[attr-defined]
-    fkj.services.hooks.authorize.append(scope_check)
+    hooks = fkj.services.hooks
+    hooks.authorize.append(scope_check)
+    hooks.check_result.append(check_result)
+    hooks.search_filters.append(compartment_filter)
     fkj.capability_hooks.append(_smart_capability(settings.base_url))
 
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from fkj.cli import db, serve, tenant
+from fkj.cli import bench, db, demo, seed, serve, tenant, token
 
 app = typer.Typer(help="FKJ-plattformen: FHIR R4 platform for Norwegian municipalities",
                   no_args_is_help=True, add_completion=False)
 app.command("migrate", help="Apply database schema migrations (Alembic).")(db.migrate)
 app.command("serve", help="Run the HTTP server.")(serve.serve)
 app.add_typer(tenant.app, name="tenant", help="Create and list tenants (municipalities).")
-
-for _name in ("demo", "bench", "token", "seed"):
-    try:  # optional command groups register themselves when present
-        __import__(f"fkj.cli.{_name}", fromlist=["register"]).register(app)
-    except ModuleNotFoundError:
-        pass
+for _module in (demo, bench, token, seed):
+    _module.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -116,6 +116,23 @@ class Repository:
         for hook in self.services.hooks.authorize:
             hook(self, interaction, rtype, resource)
 
+    def check_result(self, interaction: str, content: str | dict) -> None:
+        """Let the policy veto a resource that was read (raises to deny)."""
+        hooks = self.services.hooks.check_result
+        if hooks:
+            resource = orjson.loads(content) if isinstance(content, str) else content
+            for hook in hooks:
+                hook(self, interaction, resource)
+
+    def visible(self, interaction: str, content: str | dict) -> bool:
+        """True if :meth:`check_result` lets the caller see this resource."""
+        from fkj.errors import FhirError
+        try:
+            self.check_result(interaction, content)
+        except FhirError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ reads
     @contextmanager
     def _point_read(self) -> Iterator[Connection]:
@@ -132,6 +149,7 @@ class Repository:
             cur = sql.get_current(conn, self.tenant, rtype, rid)
         if cur is None:
             raise NotFound(f"{rtype}/{rid} is not known")
+        self.check_result("read", cur.content)
         if cur.deleted:
             raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{cur.version}"'})
         return Stored(rtype, rid, cur.version, cur.last_updated, cur.content)
@@ -144,6 +162,7 @@ class Repository:
             row = sql.get_version(conn, self.tenant, rtype, rid, int(vid))
         if row is None:
             raise NotFound(f"{rtype}/{rid} has no version {vid}")
+        self.check_result("vread", row.content)
         if row.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
         return Stored(rtype, rid, int(vid), row.last_updated, row.content)
@@ -162,6 +181,11 @@ class Repository:
             total = None
             if before_seq is None:
                 total = sql.count_history(conn, self.tenant, rtype, rid, since)
+        if self.services.hooks.check_result:
+            kept = [r for r in rows if self.visible("history", r.content)]
+            if len(kept) != len(rows):
+                # the caller may not know how many versions it cannot see
+                rows, total = kept, None
         return rows, total
 
     def search(self, rtype: str | None, params: list[tuple[str, str]], **options: Any):

@@ -22,6 +22,9 @@ class Hooks:
 
     authorize: list[Callable[..., None]] = field(default_factory=list)
     after_commit: list[Callable[..., None]] = field(default_factory=list)
+    #: ``check_result(repo, interaction, resource_dict)`` raises when the caller may not see a
+    #: resource that was read (read, vread, history entries, operation results)
+    check_result: list[Callable[..., None]] = field(default_factory=list)
     #: ``search_filter(repo, resource_alias, resource_type) -> SQL condition | None``: the
     #: access policy's restriction, applied inside every search query
     search_filters: list[Callable[..., Any]] = field(default_factory=list)

@@ -36,4 +36,6 @@ def run(req: FhirRequest, repo, app, name: str, rtype: str | None, rid: str | No
     if req.method not in mod.DEFINITION["methods"]:
         from fkj.errors import MethodNotAllowed
         raise MethodNotAllowed(f"${name} does not accept {req.method}")
+    if mod.DEFINITION.get("reads", True):
+        repo.authorize("operation", rtype)
     return mod.run(req, repo, app, rtype, rid)

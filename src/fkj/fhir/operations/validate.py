@@ -12,6 +12,7 @@ from fkj.fhir.outcomes import operation_outcome
 from fkj.fhir.request import FhirRequest, FhirResponse
 
 DEFINITION = {"name": "validate", "levels": ("type", "instance"), "methods": ("POST",),
+              "reads": False,
               "url": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 
 

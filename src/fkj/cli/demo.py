@@ -1,0 +1,76 @@
+"""``fkj demo``: the whole platform on one machine, with synthetic municipalities."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from fkj.cli.db import DatabaseUrl
+from fkj.config import Settings
+
+console = Console()
+DEMO_PATIENTS = 30
+
+
+def demo(database_url: Optional[str] = DatabaseUrl,
+         host: str = typer.Option("127.0.0.1", "--host"),
+         port: int = typer.Option(8080, "--port"),
+         patients: int = typer.Option(DEMO_PATIENTS, "--patients",
+                                      help="synthetic patients per municipality"),
+         serve_too: bool = typer.Option(True, "--serve/--no-serve")) -> None:
+    """Migrate, create the eight FKJ municipalities, seed them, and serve on port 8080."""
+    from fkj.model.kommuner import FKJ_MUNICIPALITIES
+    from fkj.store.engine import make_engine
+    from fkj.store.migrate import upgrade
+    from fkj.store.tenants import create_tenant, list_tenants
+
+    url = database_url or "sqlite:///fkj-data/demo.sqlite"
+    t0 = time.perf_counter()
+    upgrade(make_engine(url, app_role=False))
+    engine = make_engine(url)
+    existing = {t.id for t in list_tenants(engine)}
+    for nr, name in FKJ_MUNICIPALITIES.items():
+        if nr not in existing:
+            create_tenant(engine, nr, name)
+    settings = Settings(database_url=url, demo=True, base_url=f"http://{host}:{port}")
+    try:
+        from fkj.cli.seed import load
+        from fkj.seed.generator import generate
+    except ImportError:  # pragma: no cover - the generator ships with the package
+        load = None
+    if load is not None:
+        with console.status("seeding synthetic municipalities …"):
+            for nr in FKJ_MUNICIPALITIES:
+                load(engine, settings, nr, generate(nr, patients, 42))
+    console.print(f"[green]demo data ready in {time.perf_counter() - t0:.1f} s[/green]")
+    _print_guide(settings, engine, FKJ_MUNICIPALITIES)
+    if serve_too:
+        from fkj.cli.serve import serve
+        serve(host=host, port=port, database_url=url, demo=True, base_url=settings.base_url,
+              workers=1)
+
+
+def _print_guide(settings: Settings, engine, municipalities: dict[str, str]) -> None:
+    from fkj.security.dev import mint_dev_token
+
+    base = settings.base_url
+    token = mint_dev_token(engine, "4601", "system/*.cruds", demo=True, base_url=base,
+                           lifetime=8 * 3600)
+    console.rule("FKJ-plattformen demo")
+    console.print(f"Server:   {base}/   (Norwegian start page)")
+    for nr, name in municipalities.items():
+        console.print(f"  {name:<13} FHIR base {base}/fhir/{nr}")
+    console.print(f"Metadata: curl {base}/fhir/4601/metadata")
+    console.print(f"SMART:    {base}/fhir/4601/.well-known/smart-configuration")
+    console.print("A system token for Bergen (8 hours; make one with `fkj token --tenant 4601 --demo`):")
+    console.print(f"  export TOKEN={token}", soft_wrap=True)
+    console.print(f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/4601/Patient?_count=5'")
+    console.print("Demo logins: open a SMART app against the server; the login page lists "
+                  "synthetic practitioners and citizens to pick.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo", help="Create demo municipalities and run the server.")(demo)

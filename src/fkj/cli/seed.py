@@ -1,0 +1,57 @@
+"""``fkj seed``: load a deterministic synthetic population into a tenant."""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fkj.cli.db import DatabaseUrl, engine_for
+from fkj.config import Settings, default_database_url
+
+console = Console()
+BATCH = 500
+
+
+def load(engine, settings: Settings, tenant: str, resources, *, progress=None, task=None) -> int:
+    """Store resources with their client-assigned ids (idempotent: a re-run updates)."""
+    from fkj.repository.repository import Repository
+    from fkj.repository.services import Services
+    from fkj.types import Principal
+
+    services = Services(engine=engine, settings=settings)
+    repo = Repository(services, Principal.system(tenant, subject="fkj-seed"), tenant)
+    it = iter(resources)
+    n = 0
+    while batch := list(islice(it, BATCH)):
+        with repo.transaction():
+            for r in batch:
+                repo.update(r["resourceType"], r["id"], r)
+        n += len(batch)
+        if progress is not None:
+            progress.update(task, advance=len(batch))
+    return n
+
+
+def seed(tenant: str = typer.Option(..., "--tenant"),
+         patients: int = typer.Option(100, "--patients"),
+         seed_value: int = typer.Option(42, "--seed"),
+         database_url: Optional[str] = DatabaseUrl) -> None:
+    """Build a deterministic synthetic municipality (see docs/seed.md)."""
+    from fkj.seed.generator import generate
+
+    engine = engine_for(database_url)
+    settings = Settings(database_url=database_url or default_database_url())
+    resources = list(generate(tenant, patients, seed_value))
+    with Progress(TextColumn("[bold]seed {task.fields[tenant]}"), BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("seed", total=len(resources), tenant=tenant)
+        n = load(engine, settings, tenant, resources, progress=progress, task=task)
+    console.print(f"seeded {n} resources for {patients} patients in tenant {tenant}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("seed", help="Load a synthetic population into a tenant.")(seed)
