@@ -59,3 +59,30 @@ def test_serve_refuses_newer_schema(sqlite_url):
     r = fkj("serve", "--port", "0", url=sqlite_url)
     assert r.returncode == 3
     assert "newer" in r.stderr
+
+
+def test_token_only_in_demo_mode_and_accepted_by_the_server(sqlite_url, tmp_path):
+    fkj("migrate", url=sqlite_url)
+    fkj("tenant", "create", "4601", "--name", "Bergen", url=sqlite_url)
+    env_demo = {k: v for k, v in os.environ.items() if k != "FKJ_DEMO"}
+    refused = subprocess.run([sys.executable, "-m", "fkj", "token", "--tenant", "4601"],
+                             capture_output=True, text=True,
+                             env={**env_demo, "FKJ_DATABASE_URL": sqlite_url}, timeout=60)
+    assert refused.returncode == 2 and "demo" in refused.stderr
+    r = fkj("token", "--tenant", "4601", "--scope", "system/Patient.rs", "--demo",
+            "--base-url", "http://testserver", url=sqlite_url)
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    assert token.count(".") == 2
+
+    from starlette.testclient import TestClient
+
+    from fkj.cli.serve import build_server_app
+    from fkj.config import Settings
+    app = build_server_app(Settings(database_url=sqlite_url, base_url="http://testserver"))
+    c = TestClient(app, base_url="http://testserver")
+    ok = c.get("/fhir/4601/Patient", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json()["resourceType"] == "Bundle"
+    denied = c.get("/fhir/4601/Observation", headers={"Authorization": f"Bearer {token}"})
+    assert denied.status_code == 403
+    assert c.get("/fhir/4601/Patient").status_code == 401
