@@ -122,14 +122,16 @@ def _patch_body(e: dict, where: str):
 
 # ---------------------------------------------------------------------------- transaction
 def _transaction(req: FhirRequest, repo, app, entries: list[_Entry]) -> FhirResponse:
+    current = None
     with repo.transaction():
         try:
             _resolve_ids(repo, entries)
             _rewrite_references(repo, entries)
-            current = None
             for e in sorted(entries, key=lambda x: ORDER[x.method]):
                 current = e
+                repo.where = e.where
                 e.response = _run_entry(req, repo, app, e, in_transaction=True)
+            repo.where = ""
         except FhirError as err:
             if current is not None and not any(x.startswith("Bundle.") for i in err.issues
                                                for x in i.expression):

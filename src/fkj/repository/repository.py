@@ -75,6 +75,8 @@ class Repository:
         self.tenant = tenant
         self._conn: Connection | None = None
         self._uow: UnitOfWork | None = None
+        #: where the current write sits in a Bundle (``Bundle.entry[3]``), for error locations
+        self.where = ""
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
@@ -343,7 +345,7 @@ class Repository:
             index = extract(body, self.services.extras.get("registry"))
         return Prepared(rtype, rid, version, ts, method,
                         orjson.dumps(body).decode(), index=index, references=refs,
-                        action="create" if version == 1 else "update")
+                        action="create" if version == 1 else "update", where=self.where)
 
     def _references(self, body: dict) -> list[tuple[str, str, str]]:
         from fkj.model.validation import is_known_type

@@ -111,13 +111,24 @@ class UnitOfWork:
             for op in ops:
                 for path, t, i in op.references:
                     if (t, i) in missing:
+                        where = _located(op.where, path)
                         raise Unprocessable(
+                            (f"{op.where}: " if op.where else "") +
                             f"reference {t}/{i} does not resolve to a resource in this "
-                            "municipality", expression=op.where + path)
+                            "municipality", expression=where)
 
     @property
     def operations(self) -> list[Prepared]:
         return self._ops
+
+
+def _located(entry: str, path: str) -> str:
+    """``Observation.subject.reference`` inside ``Bundle.entry[1]`` →
+    ``Bundle.entry[1].resource.subject.reference``."""
+    if not entry:
+        return path
+    _, dot, rest = path.partition(".")
+    return f"{entry}.resource" + (dot + rest if rest else "")
 
 
 RESOURCE_COLUMNS = ("rid", "tenant", "type", "id", "version", "last_updated", "deleted", "content")
@@ -141,4 +152,7 @@ def _index_rows(tenant: str, op: Prepared, out: dict[str, list[tuple]]) -> None:
     for table, rows in op.index.items():
         if table not in _VALUE_COLUMNS or not rows:
             continue
+        if table == "composite":  # nested component tuples → the table's flat columns
+            from fkj.search.composite import flatten
+            rows = [flatten(row) for row in rows]
         out.setdefault(table, []).extend(head + tuple(row) for row in rows)

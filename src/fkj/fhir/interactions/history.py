@@ -42,7 +42,7 @@ def history(req: FhirRequest, repo, rtype: str | None, rid: str | None, base: st
     path = "/".join(x for x in (rtype, rid) if x)
     self_url = f"{base}/fhir/{req.tenant}/" + (path + "/" if path else "") + "_history"
     links = [("self", link(self_url, req.query))]
-    if more:
+    if more and rows:
         links.append(("next", link(self_url, kept + [("_before_seq", str(rows[-1].seq))])))
     entries = []
     for r in rows:
