@@ -14,6 +14,8 @@ def wire(fkj: FkjApp) -> FkjApp:
     from fkj.search.registry import default_registry
 
     fkj.services.extras.setdefault("registry", default_registry())
+    if fkj.settings.demo:
+        fkj.directory = _demo_directory(fkj)
     if fkj.settings.auth_enabled:
         _wire_security(fkj)
     return fkj
@@ -63,3 +65,16 @@ def _smart_capability(base_url: str):
             "description": "SMART App Launch v2 and Backend Services; see "
                            f"{base_url}/fhir/{tenant}/.well-known/smart-configuration"}
     return hook
+
+
+def _demo_directory(fkj: FkjApp):
+    """People offered on the demo login page: those the seed recorded for the tenant."""
+    from fkj.errors import NotFound
+    from fkj.store.tenants import tenant_settings
+
+    def directory(tenant: str) -> list[dict]:
+        try:
+            return tenant_settings(fkj.services.engine, tenant).get("demo_people", [])
+        except NotFound:
+            return []
+    return directory

@@ -36,15 +36,11 @@ def demo(database_url: Optional[str] = DatabaseUrl,
         if nr not in existing:
             create_tenant(engine, nr, name)
     settings = Settings(database_url=url, demo=True, base_url=f"http://{host}:{port}")
-    try:
-        from fkj.cli.seed import load
-        from fkj.seed.generator import generate
-    except ImportError:  # pragma: no cover - the generator ships with the package
-        load = None
-    if load is not None:
-        with console.status("seeding synthetic municipalities …"):
-            for nr in FKJ_MUNICIPALITIES:
-                load(engine, settings, nr, generate(nr, patients, 42))
+    from fkj.cli.seed import seed_tenant
+
+    with console.status("seeding synthetic municipalities …"):
+        for nr in FKJ_MUNICIPALITIES:
+            seed_tenant(engine, settings, nr, patients, 42)
     console.print(f"[green]demo data ready in {time.perf_counter() - t0:.1f} s[/green]")
     _print_guide(settings, engine, FKJ_MUNICIPALITIES)
     if serve_too:
@@ -68,8 +64,11 @@ def _print_guide(settings: Settings, engine, municipalities: dict[str, str]) -> 
     console.print("A system token for Bergen (8 hours; make one with `fkj token --tenant 4601 --demo`):")
     console.print(f"  export TOKEN={token}", soft_wrap=True)
     console.print(f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/4601/Patient?_count=5'")
-    console.print("Demo logins: open a SMART app against the server; the login page lists "
-                  "synthetic practitioners and citizens to pick.")
+    console.print("Demo logins (pick one on the login page a SMART app sends you to):")
+    from fkj.store.tenants import tenant_settings
+    for person in tenant_settings(engine, "4601").get("demo_people", []):
+        role = ", ".join(person.get("roles", [])) or "innbygger"
+        console.print(f"  Bergen  {person['name']:<28} {role:<14} {person.get('note', '')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,12 +27,23 @@ def load(engine, settings: Settings, tenant: str, resources, *, progress=None, t
     it = iter(resources)
     n = 0
     while batch := list(islice(it, BATCH)):
-        with repo.transaction():
-            for r in batch:
-                repo.update(r["resourceType"], r["id"], r)
-        n += len(batch)
+        n += repo.put_many(batch)
         if progress is not None:
             progress.update(task, advance=len(batch))
+    return n
+
+
+def seed_tenant(engine, settings: Settings, tenant: str, patients: int, seed_value: int = 42,
+                *, progress=None) -> int:
+    """Generate and load a synthetic municipality; remembers its demo login directory."""
+    from fkj.seed.generator import demo_people, generate
+    from fkj.store.tenants import update_tenant_settings
+
+    resources = list(generate(tenant, patients, seed_value))
+    task = progress.add_task("seed", total=len(resources), tenant=tenant) if progress else None
+    n = load(engine, settings, tenant, resources, progress=progress, task=task)
+    update_tenant_settings(engine, tenant, demo_people=demo_people(tenant, patients, seed_value),
+                           seed={"patients": patients, "seed": seed_value})
     return n
 
 
@@ -40,16 +51,12 @@ def seed(tenant: str = typer.Option(..., "--tenant"),
          patients: int = typer.Option(100, "--patients"),
          seed_value: int = typer.Option(42, "--seed"),
          database_url: Optional[str] = DatabaseUrl) -> None:
-    """Build a deterministic synthetic municipality (see docs/seed.md)."""
-    from fkj.seed.generator import generate
-
+    """Build a deterministic synthetic municipality (see src/fkj/data/seed/README.md)."""
     engine = engine_for(database_url)
     settings = Settings(database_url=database_url or default_database_url())
-    resources = list(generate(tenant, patients, seed_value))
     with Progress(TextColumn("[bold]seed {task.fields[tenant]}"), BarColumn(),
                   MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
-        task = progress.add_task("seed", total=len(resources), tenant=tenant)
-        n = load(engine, settings, tenant, resources, progress=progress, task=task)
+        n = seed_tenant(engine, settings, tenant, patients, seed_value, progress=progress)
     console.print(f"seeded {n} resources for {patients} patients in tenant {tenant}")
 
 

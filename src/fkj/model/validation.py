@@ -36,8 +36,10 @@ Two layers, both built from packaged data (``src/fkj/data/fhir``, see its README
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from importlib import resources as _res
 from typing import Any
@@ -181,12 +183,76 @@ def _validator(rtype: str) -> Callable[[Any], Any]:
     with _lock:
         fn = _validators.get(rtype)
         if fn is None:
-            if _defs is None:
-                _defs = _patch_schema(_load("fhir.schema.min.json")["definitions"])
-            schema = {"$schema": "http://json-schema.org/draft-06/schema#",
-                      "definitions": _defs, "$ref": f"#/definitions/{rtype}"}
-            fn = fastjsonschema.compile(schema, formats=_FORMATS)
+            fn = _cached_validator(rtype)
+            if fn is None:
+                if _defs is None:
+                    _defs = _patch_schema(_load("fhir.schema.min.json")["definitions"])
+                fn = _compile_and_cache(rtype, _defs)
             _validators[rtype] = fn
+    return fn
+
+
+# Compiling one type's validator costs ~1.3 s (0.3 s generating ~2 MB of Python, 1 s turning
+# it into bytecode). The bytecode is cached on disk (marshal) per schema, fastjsonschema and
+# Python version, so only the first process on a machine pays it.
+_CACHE_KEY: str | None = None
+
+
+def _cache_dir() -> Path | None:
+    import hashlib
+    import os
+    import sys
+
+    global _CACHE_KEY
+    root = os.environ.get("FKJ_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fkj")
+    if _CACHE_KEY is None:
+        h = hashlib.sha256(_res.files("fkj").joinpath("data", "fhir", "fhir.schema.min.json").read_bytes())
+        h.update(Path(__file__).read_bytes())
+        h.update(f"{fastjsonschema.VERSION}|{sys.version}".encode())
+        _CACHE_KEY = h.hexdigest()[:16]
+    return Path(root) / "validators" / _CACHE_KEY
+
+
+def _cached_validator(rtype: str) -> Callable[[Any], Any] | None:
+    import marshal
+
+    d = _cache_dir()
+    path = d / f"{rtype}.marshal" if d else None
+    if path is None or not path.exists():
+        return None
+    try:
+        state_code, func_code, name = marshal.loads(path.read_bytes())
+        g: dict[str, Any] = {}
+        exec(state_code, g)  # noqa: S102 - our own generated code, cached by us
+        exec(func_code, g)  # noqa: S102
+        return functools.partial(g[name], custom_formats=_FORMATS)
+    except Exception:  # noqa: BLE001 - a broken cache entry is recompiled
+        return None
+
+
+def _compile_and_cache(rtype: str, defs: dict) -> Callable[[Any], Any]:
+    import marshal
+    import os
+
+    schema = {"$schema": "http://json-schema.org/draft-06/schema#",
+              "definitions": defs, "$ref": f"#/definitions/{rtype}"}
+    resolver, generator = fastjsonschema._factory(schema, {}, _FORMATS, True, True, True, True)
+    state_code = compile(generator.global_state_code, f"<fkj-schema-state-{rtype}>", "exec")
+    func_code = compile(generator.func_code, f"<fkj-schema-{rtype}>", "exec")
+    name = resolver.get_scope_name()
+    g = dict(generator.global_state)
+    exec(func_code, g)  # noqa: S102
+    fn = functools.partial(g[name], custom_formats=_FORMATS)
+    d = _cache_dir()
+    if d is not None:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{rtype}.{os.getpid()}.tmp"
+            tmp.write_bytes(marshal.dumps((state_code, func_code, name)))
+            os.replace(tmp, d / f"{rtype}.marshal")
+        except OSError:
+            pass  # a read-only home: no cache, still correct
     return fn
 
 

@@ -169,6 +169,23 @@ class Repository:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
         return Stored(rtype, rid, int(vid), row.last_updated, row.content)
 
+    def known(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (type, id) pairs have ever been stored in the tenant (deleted included)."""
+        with self._reading() as conn:
+            return sql.existing_ids(conn, self.tenant, keys, include_deleted=True)
+
+    def put_many(self, resources: list[dict]) -> int:
+        """Store resources under their own ids in one transaction: new ones are created in
+        bulk, known ones updated (idempotent loading: seed and import)."""
+        with self.transaction():
+            known = self.known([(r["resourceType"], r["id"]) for r in resources])
+            for r in resources:
+                if (r["resourceType"], r["id"]) in known:
+                    self.update(r["resourceType"], r["id"], r)
+                else:
+                    self.create(r, rtype=r["resourceType"], assigned_id=r["id"])
+        return len(resources)
+
     def current_or_none(self, rtype: str, rid: str) -> sql.Current | None:
         with self._reading() as conn:
             return sql.get_current(conn, self.tenant, rtype, rid)

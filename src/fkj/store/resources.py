@@ -49,8 +49,9 @@ def get_version(conn: Connection, tenant: str, rtype: str, rid_id: str, version:
             resource_version.c.id == rid_id, resource_version.c.version == version)).first()
 
 
-def existing_ids(conn: Connection, tenant: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of the (type, id) pairs exist (not deleted) in the tenant."""
+def existing_ids(conn: Connection, tenant: str, keys: Iterable[tuple[str, str]], *,
+                 include_deleted: bool = False) -> set[tuple[str, str]]:
+    """Which of the (type, id) pairs exist in the tenant (deleted ones only if asked)."""
     by_type: dict[str, list[str]] = {}
     for t, i in keys:
         by_type.setdefault(t, []).append(i)
@@ -58,9 +59,11 @@ def existing_ids(conn: Connection, tenant: str, keys: Iterable[tuple[str, str]])
     for t, ids in by_type.items():
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            rows = conn.execute(select(resource.c.id).where(
-                resource.c.tenant == tenant, resource.c.type == t, resource.c.id.in_(chunk),
-                resource.c.deleted.is_(False)))
+            q = select(resource.c.id).where(
+                resource.c.tenant == tenant, resource.c.type == t, resource.c.id.in_(chunk))
+            if not include_deleted:
+                q = q.where(resource.c.deleted.is_(False))
+            rows = conn.execute(q)
             found.update((t, r.id) for r in rows)
     return found
 

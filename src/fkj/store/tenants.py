@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select
+import orjson
+from sqlalchemy import Engine, insert, select, update
 
 from fkj.errors import BadRequest, Conflict, NotFound
 from fkj.store.backend import now_us
@@ -68,3 +69,26 @@ class TenantCache:
                 raise NotFound(f"unknown tenant (kommunenummer) {nr!r}")
             t = self._known[nr] = Tenant(row.id, row.name)
         return t
+
+
+def tenant_settings(engine: Engine, nr: str) -> dict:
+    """The tenant's configuration (JSON), e.g. ``demo_people`` for demo logins."""
+    with engine.connect() as conn:
+        raw = conn.execute(select(tenant_table.c.settings)
+                           .where(tenant_table.c.id == nr)).scalar_one_or_none()
+    if raw is None:
+        raise NotFound(f"unknown tenant (kommunenummer) {nr!r}")
+    return orjson.loads(raw or "{}")
+
+
+def update_tenant_settings(engine: Engine, nr: str, **values) -> dict:
+    with engine.begin() as conn:
+        raw = conn.execute(select(tenant_table.c.settings)
+                           .where(tenant_table.c.id == nr)).scalar_one_or_none()
+        if raw is None:
+            raise NotFound(f"unknown tenant (kommunenummer) {nr!r}")
+        current = orjson.loads(raw or "{}")
+        current.update(values)
+        conn.execute(update(tenant_table).where(tenant_table.c.id == nr)
+                     .values(settings=orjson.dumps(current).decode()))
+    return current

@@ -1,0 +1,126 @@
+"""``fkj audit verify|search``: check the hash chain, and search the audit log by person,
+patient and period."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fkj.cli.db import DatabaseUrl, engine_for
+
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and search the audit log.")
+console = Console()
+
+try:  # dates without a zone are Norwegian local time
+    from zoneinfo import ZoneInfo
+    LOCAL = ZoneInfo("Europe/Oslo")
+except Exception:  # noqa: BLE001 - no tz database: fall back to UTC
+    LOCAL = UTC
+
+
+def parse_when(value: str, *, end: bool = False) -> int:
+    """``2025-03-01`` (a whole day, local time) or an ISO date-time → µs since the epoch.
+    With ``end`` a bare date means the end of that day (inclusive upper bound)."""
+    value = value.strip()
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            dt = datetime.combine(d + timedelta(days=1) if end else d, time(), LOCAL)
+            return _us(dt) - (1 if end else 0)
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a date or date-time: {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=LOCAL)
+    return _us(dt)
+
+
+def _us(dt: datetime) -> int:
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _local(us: int) -> str:
+    return datetime.fromtimestamp(us / 1_000_000, LOCAL).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@audit_app.command("verify")
+def verify(tenant: str | None = typer.Option(
+               None, "--tenant", help="kommunenummer; default: every tenant"),
+           database_url: str | None = DatabaseUrl) -> None:
+    """Verify the hash chain of the audit log; exits 1 if it has been tampered with."""
+    from fkj.security.audit.chain import verify_chain
+
+    engine = engine_for(database_url)
+    if tenant:
+        tenants = [tenant]
+    else:
+        from fkj.store.tenants import list_tenants
+        tenants = [t.id for t in list_tenants(engine)]
+    bad = False
+    for t in tenants:
+        r = verify_chain(engine, t)
+        if r.ok:
+            console.print(f"[green]tenant {t}: OK[/green] — {r.checked} audit records verified; "
+                          f"head seq {r.last_seq} hash {r.last_hash}", highlight=False)
+            continue
+        bad = True
+        console.print(f"[red]tenant {t}: TAMPERED[/red] — {r.problem_count} problem(s) in "
+                      f"{r.checked} records:", highlight=False)
+        for p in r.problems:
+            console.print(f"  - {p}", highlight=False, soft_wrap=True)
+        if r.problem_count > len(r.problems):
+            console.print(f"  … and {r.problem_count - len(r.problems)} more")
+    if bad:
+        raise typer.Exit(1)
+
+
+@audit_app.command("search")
+def search(tenant: str = typer.Option(..., "--tenant", help="kommunenummer"),
+           patient: str | None = typer.Option(None, "--patient", help="Patient/x"),
+           agent: str | None = typer.Option(
+               None, "--agent", help="HPR-nummer, fødselsnummer or client id"),
+           since: str | None = typer.Option(None, "--since", help="date or date-time"),
+           until: str | None = typer.Option(None, "--until",
+                                               help="date (inclusive) or date-time"),
+           purpose: str | None = typer.Option(
+               None, "--purpose", help="purpose of use, e.g. BTG for emergency access"),
+           denied: bool = typer.Option(False, "--denied", help="only denied/failed accesses"),
+           limit: int = typer.Option(100, "--limit"),
+           as_json: bool = typer.Option(False, "--json", help="print the AuditEvents as JSON"),
+           database_url: str | None = DatabaseUrl) -> None:
+    """Search the audit log by patient, person and period (newest first)."""
+    from fkj.security.audit.query import search_audit
+
+    rows = search_audit(engine_for(database_url), tenant, patient=patient, agent=agent,
+                        since_us=parse_when(since) if since else None,
+                        until_us=parse_when(until, end=True) if until else None,
+                        limit=limit, purpose=purpose, outcome="4" if denied else None)
+    if as_json:
+        print(json.dumps([r["event"] for r in rows], ensure_ascii=False, indent=2))
+        return
+    table = Table()
+    for name in ("seq", "time", "agent", "action", "patient"):
+        table.add_column(name, no_wrap=True)
+    for name in ("resources", "purpose", "outcome"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        resources = [e["what"]["reference"] for e in r["event"].get("entity", ())
+                     if e.get("role", {}).get("code") == "4" and "what" in e]
+        shown = ", ".join(resources[:3]) + (f" (+{len(resources) - 3})" if len(resources) > 3
+                                            else "")
+        outcome = {"0": "ok", "4": "denied/failed", "8": "failed", "12": "failed"}.get(
+            r["outcome"], r["outcome"])
+        table.add_row(str(r["seq"]), _local(r["recorded"]), r["agent"],
+                      f'{r["action"]} {r["subtype"]}', " ".join(r["patients"]), shown,
+                      r["purpose"], outcome)
+    console.print(table)
+    console.print(f"{len(rows)} record(s)" + (" (limit reached)" if len(rows) == limit else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
