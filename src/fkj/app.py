@@ -53,16 +53,21 @@ class FkjApp:
             return self.authenticate(headers, tenant)
         return Principal.system(tenant, subject="unauthenticated-dev")
 
-    def handle(self, req: FhirRequest) -> FhirResponse:
+    def authenticate_request(self, tenant: str, segments: list[str], headers: dict) -> Principal:
+        """Who is calling: unknown tenant → 404, then the token (401/403). Runs before the
+        body is read, so an anonymous caller cannot make the server parse anything."""
+        self.services.tenants.get(tenant)
+        if segments == ["metadata"]:  # public: no clinical data
+            return Principal(kind="client", subject="anonymous", tenant=tenant)
+        return self.principal_for(headers, tenant)
+
+    def handle(self, req: FhirRequest, principal: Principal | None = None) -> FhirResponse:
         """Run one FHIR request to completion (called in a worker thread)."""
         from fkj.fhir.router import dispatch
 
         try:
-            self.services.tenants.get(req.tenant)
-            if req.segments == ["metadata"]:  # public: no clinical data
-                principal = Principal(kind="client", subject="anonymous", tenant=req.tenant)
-            else:
-                principal = self.principal_for(req.headers, req.tenant)
+            if principal is None:
+                principal = self.authenticate_request(req.tenant, req.segments, req.headers)
             repo = Repository(self.services, principal, req.tenant)
             return dispatch(req, repo, self)
         except FhirError as e:
@@ -128,7 +133,10 @@ def create_app(fkj: FkjApp) -> Starlette:
     async def fhir_endpoint(request: Request) -> Response:
         tenant = request.path_params["tenant"]
         path = request.path_params.get("path", "")
+        headers = {k.lower(): v for k, v in request.headers.items()}
         try:
+            principal = fkj.authenticate_request(tenant, [s for s in path.split("/") if s],
+                                                 headers)
             _negotiate(request)
             body = None
             raw = b""
@@ -152,14 +160,14 @@ def create_app(fkj: FkjApp) -> Starlette:
                 except UnicodeDecodeError:
                     raise BadRequest("the form body is not UTF-8") from None
             req = FhirRequest(request.method, tenant, [s for s in path.split("/") if s], query,
-                              {k.lower(): v for k, v in request.headers.items()}, body)
+                              headers, body)
         except FhirError as e:
             return to_response(outcome_for(e))
         if _is_point_read(req):
             # a primary-key lookup costs less than the hop to a worker thread
-            resp = _safe_handle(fkj, req)
+            resp = _safe_handle(fkj, req, principal)
         else:
-            resp = await run_in_threadpool(_safe_handle, fkj, req)
+            resp = await run_in_threadpool(_safe_handle, fkj, req, principal)
         if request.method == "HEAD":
             resp.body = None
         return to_response(resp, pretty=request.query_params.get("_pretty") == "true")
@@ -198,9 +206,9 @@ def _is_point_read(req: FhirRequest) -> bool:
             and not s[1].startswith(("$", "_")))
 
 
-def _safe_handle(fkj: FkjApp, req: FhirRequest) -> FhirResponse:
+def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = None) -> FhirResponse:
     try:
-        return fkj.handle(req)
+        return fkj.handle(req, principal)
     except Exception:  # a bug: log it, answer with an OperationOutcome, never a bare 500 page
         log.exception("unhandled error on %s %s", req.method, "/".join(req.segments))
         from fkj.errors import Issue

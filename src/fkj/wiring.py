@@ -18,6 +18,8 @@ def wire(fkj: FkjApp) -> FkjApp:
         fkj.directory = _demo_directory(fkj)
     if fkj.settings.auth_enabled:
         _wire_security(fkj)
+    from fkj.bulk.routes import export_routes
+    fkj.extra_routes.extend(export_routes(fkj))
     return fkj
 
 

@@ -326,3 +326,31 @@ def test_post_non_bundle_to_base_is_400(client):
     assert r.status_code == 400, r.text
     outcome(r)
     assert count(client, "Patient") == 0
+
+
+def test_transaction_order_of_entries_does_not_matter_for_references(client):
+    """A PUT may refer to a resource that a later entry of the same transaction creates."""
+    obs = {"resourceType": "Observation", "id": "late-ref-obs", "status": "final",
+           "code": {"text": "puls"}, "subject": {"reference": "Patient/late-ref-pat"}}
+    pat = {"resourceType": "Patient", "id": "late-ref-pat", "name": [{"family": "Sen"}]}
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": obs, "request": {"method": "PUT", "url": "Observation/late-ref-obs"}},
+        {"resource": pat, "request": {"method": "PUT", "url": "Patient/late-ref-pat"}}]}
+    r = client.post(client.base, json=tx, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    got = client.get(f"{client.base}/Observation/late-ref-obs").json()
+    assert got["subject"]["reference"] == "Patient/late-ref-pat"
+
+
+def test_transaction_reference_to_resource_deleted_in_same_transaction_fails(client):
+    pat = {"resourceType": "Patient", "id": "gone-pat", "name": [{"family": "Borte"}]}
+    assert client.put(f"{client.base}/Patient/gone-pat", json=pat,
+                      headers={"Content-Type": "application/fhir+json"}).status_code == 201
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient/gone-pat"}}
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Patient/gone-pat"}},
+        {"resource": obs, "request": {"method": "POST", "url": "Observation"}}]}
+    r = client.post(client.base, json=tx, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 422
+    assert client.get(f"{client.base}/Patient/gone-pat").status_code == 200

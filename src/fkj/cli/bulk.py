@@ -51,6 +51,9 @@ def import_command(
             None, "--report", help="directory of the error report "
             "(default ./fkj-data/imports/<tenant>-<name of first PATH>/)"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
+        workers: Optional[int] = typer.Option(
+            None, "--workers", min=0, help="validation processes (default: one per core, "
+            "max 4; 0 = none)"),
         database_url: Optional[str] = DatabaseUrl) -> None:
     """Import FHIR NDJSON and Bundle files; resumable, idempotent (see docs/migration.md)."""
     from fkj.bulk.importer import Importer, default_report_dir
@@ -74,7 +77,8 @@ def import_command(
             bar.update(task, advance=n)
 
     importer = Importer(engine, settings, tenant, batch_size=batch_size, dry_run=dry_run,
-                        report_dir=report_dir, on_progress=on_progress, on_total=on_total)
+                        report_dir=report_dir, on_progress=on_progress, on_total=on_total,
+                        workers=workers)
     if bar is not None:
         with bar:
             result = importer.run([str(p) for p in paths])

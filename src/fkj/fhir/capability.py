@@ -35,10 +35,34 @@ def _resources() -> list[dict]:
             "searchInclude": ["*"],
             "searchRevInclude": ["*"],
             "searchParam": params,
-            "operation": [{"name": "validate",
-                           "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
+            "operation": _type_operations(rtype),
         })
     return out
+
+
+#: operations that exist only on some types (the rest apply to every type)
+OPERATION_TYPES = {"everything": ("Patient",), "export": ("Patient", "Group")}
+
+
+def _type_operations(rtype: str) -> list[dict]:
+    from fkj.fhir.operations import OPERATIONS, definition
+
+    out = []
+    for name in sorted(OPERATIONS):
+        d = definition(name)
+        if not ({"type", "instance"} & set(d["levels"])):
+            continue
+        if rtype not in OPERATION_TYPES.get(name, (rtype,)):
+            continue
+        out.append({"name": name, "definition": d["url"]})
+    return out
+
+
+def _system_operations() -> list[dict]:
+    from fkj.fhir.operations import OPERATIONS, definition
+
+    return [{"name": n, "definition": definition(n)["url"]} for n in sorted(OPERATIONS)
+            if "system" in definition(n)["levels"]]
 
 
 def capability_statement(app, tenant: str) -> dict:
@@ -52,7 +76,7 @@ def capability_statement(app, tenant: str) -> dict:
         "resource": _resources(),
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"},
                         {"code": "history-system"}],
-        "operation": [],
+        "operation": _system_operations(),
     }
     for hook in app.capability_hooks:
         hook(rest, tenant)

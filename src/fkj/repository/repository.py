@@ -90,7 +90,7 @@ class Repository:
             self._uow = UnitOfWork(conn, self.tenant, self.principal.display)
             try:
                 yield self
-                self._uow.flush()
+                self._uow.finish()
             except IntegrityError as e:
                 raise self._integrity(e) from None
             finally:
@@ -203,6 +203,8 @@ class Repository:
         if self.services.hooks.check_result:
             kept = [r for r in rows if self.visible("history", r.content)]
             if len(kept) != len(rows):
+                if rid is not None and not kept:
+                    raise NotFound(f"{rtype}/{rid} is not known")
                 # the caller may not know how many versions it cannot see
                 rows, total = kept, None
         return rows, total
@@ -251,6 +253,7 @@ class Repository:
                 self._uow.add(op)  # type: ignore[union-attr]
                 return_status, created = 201, True
             else:
+                self.authorize("update-check", rtype, orjson.loads(cur.content))
                 op = self.prepare(resource, rtype=rtype, rid=rid, version=cur.version + 1,
                                   method=method)
                 op.rid, op.action = cur.rid, "update"
@@ -265,6 +268,8 @@ class Repository:
 
     def conditional_update(self, rtype: str, criteria: list[tuple[str, str]], resource: Any, *,
                            if_match: str | None = None) -> WriteOutcome:
+        self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
+        self.authorize("search-type", rtype)
         with self.transaction():
             found = self.find_ids(rtype, criteria)
             if len(found) > 1:
@@ -283,9 +288,18 @@ class Repository:
     def patch(self, rtype: str, rid: str, patch: Any, *, if_match: str | None = None) -> WriteOutcome:
         import jsonpatch
 
+        self.authorize("patch", rtype)
         with self.transaction():
-            current = self.read(rtype, rid)
-            check_if_match(if_match, sql.Current(0, current.version, False, 0, ""))
+            self._uow.flush()  # type: ignore[union-attr]
+            cur = sql.get_current(self._conn, self.tenant, rtype, rid)  # type: ignore[arg-type]
+            if cur is not None:
+                self.authorize("update-check", rtype, orjson.loads(cur.content))
+            if cur is None:
+                raise NotFound(f"{rtype}/{rid} is not known")
+            if cur.deleted:
+                raise Gone(f"{rtype}/{rid} was deleted")
+            current = Stored(rtype, rid, cur.version, cur.last_updated, cur.content)
+            check_if_match(if_match, cur)
             if not isinstance(patch, list):
                 raise BadRequest("a JSON Patch document must be a JSON array of operations")
             try:
@@ -324,6 +338,8 @@ class Repository:
         return WriteOutcome(_stored(op), 200)
 
     def conditional_delete(self, rtype: str, criteria: list[tuple[str, str]]) -> WriteOutcome | None:
+        self.authorize("delete", rtype)
+        self.authorize("search-type", rtype)
         with self.transaction():
             found = self.find_ids(rtype, criteria)
             if len(found) > 1:

@@ -5,6 +5,7 @@ lets a 1,000-entry transaction Bundle commit in a handful of statements. Updates
 check their version immediately (optimistic locking) and buffer the rest. Any read inside the
 transaction flushes first, so reads always see the transaction's own writes.
 
+References are checked once, at the end of the transaction (:meth:`UnitOfWork.finish`).
 Event sequence numbers are allocated at flush in operation order; the tenant row lock they
 take is held to commit, which keeps the per-tenant sequence gap-free.
 """
@@ -49,18 +50,9 @@ class UnitOfWork:
         self._ops: list[Prepared] = []
         self._flushed = 0
         #: (type, id) written in this transaction and still alive
-        self.alive: set[tuple[str, str]] = set()
-        self.dead: set[tuple[str, str]] = set()
 
     def add(self, op: Prepared) -> None:
         self._ops.append(op)
-        key = (op.type, op.id)
-        if op.deleted:
-            self.alive.discard(key)
-            self.dead.add(key)
-        else:
-            self.alive.add(key)
-            self.dead.discard(key)
 
     def pending_for(self, rtype: str, rid: str) -> Prepared | None:
         for op in reversed(self._ops[self._flushed:]):
@@ -72,7 +64,6 @@ class UnitOfWork:
         ops = self._ops[self._flushed:]
         if not ops:
             return
-        self._check_references(ops)
         new = [op for op in ops if op.rid is None]
         for op, rid in zip(new, bulk.allocate_rids(self.conn, len(new))):
             op.rid = rid
@@ -99,14 +90,18 @@ class UnitOfWork:
         bulk.insert_rows(self.conn, event_log, EVENT_COLUMNS, events)
         self._flushed = len(self._ops)
 
+    def finish(self) -> None:
+        """Flush, then check every reference written in the transaction against the database
+        as it will be committed: the order of writes inside a transaction does not matter, and
+        a reference to something deleted later in the same transaction fails."""
+        self.flush()
+        self._check_references([op for op in self._ops if not op.deleted])
+
     def _check_references(self, ops: list[Prepared]) -> None:
         wanted = {(t, i) for op in ops for _, t, i in op.references}
         if not wanted:
             return
-        missing = wanted - self.alive
-        if missing:
-            found = sql.existing_ids(self.conn, self.tenant, missing - self.dead)
-            missing -= found
+        missing = wanted - sql.existing_ids(self.conn, self.tenant, wanted)
         if missing:
             for op in ops:
                 for path, t, i in op.references:
@@ -143,6 +138,7 @@ _VALUE_COLUMNS = {
     "number": ("low", "high"),
     "quantity": ("system", "code", "low", "high"),
     "uri": ("uri",),
+    "composite": tuple(f"c{i}_{k}" for i in (1, 2, 3) for k in ("s", "v", "t", "lo", "hi")),
 }
 INDEX_COLUMNS = {k: ("tenant", "rid", "type", "param", *v) for k, v in _VALUE_COLUMNS.items()}
 

@@ -23,7 +23,7 @@ from fkj.search.parse import RESULT_PARAMS, Criterion, parse_name, split_values
 from fkj.search.registry import SearchParam, default_registry
 from fkj.store.schema import INDEX_TABLES, resource
 
-MAX_CHAIN_DEPTH = 4
+MAX_CHAIN_DEPTH = 8
 MAX_INCLUDE_ROUNDS = 4
 
 
@@ -66,6 +66,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
                *, strict: bool = False, default_count: int = 50, max_count: int = 1000,
                default_total: str = "accurate") -> SearchResult:
     types = [rtype] if rtype else None
+    _reject_nul(params)
     opts, criteria_params = parse_options(params, default_count, max_count, default_total,
                                           strict)
     warnings: list[str] = []
@@ -94,13 +95,15 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
             conds.append(extra)
     where = and_(*conds)
     total = None
-    if opts.total in ("accurate", "estimate") and (opts.cursor is None or opts.summary == "count"):
+    if opts.total in ("accurate", "estimate") or opts.summary == "count" or opts.count == 0:
         total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
-    if opts.summary == "count":
+    if opts.summary == "count" or opts.count == 0:
         return SearchResult([], total=total, warnings=warnings, applied=applied)
 
     sort_exprs = [(builder.sort_expr(r, rtype, name), desc, name) for name, desc in opts.sort]
-    order = [e.desc() if desc else e.asc() for e, desc, _ in sort_exprs]
+    # NULLs (no value) first ascending, last descending — the same on both backends
+    order = [e.desc().nulls_last() if desc else e.asc().nulls_first()
+             for e, desc, _ in sort_exprs]
     order.append(r.c.rid.asc())
     q = select(r.c.rid, r.c.type, r.c.id, r.c.version, r.c.last_updated, r.c.content,
                *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]).where(where)
@@ -121,6 +124,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
 def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]],
               limit: int = 2) -> list[str]:
     builder = _Builder(repo, conn, True, [])
+    _reject_nul(criteria)
     r = resource.alias("r")
     conds = [r.c.tenant == repo.tenant, r.c.type == rtype, r.c.deleted.is_(False)]
     meaningful = False
@@ -133,6 +137,10 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
             meaningful = True
     if not meaningful:
         raise InvalidSearch("conditional interaction needs at least one search criterion")
+    for hook in repo.services.hooks.search_filters:  # the caller may only match what it may see
+        extra = hook(repo, r, rtype)
+        if extra is not None:
+            conds.append(extra)
     return [x.id for x in conn.execute(select(r.c.id).where(and_(*conds)).limit(limit))]
 
 
@@ -200,7 +208,8 @@ def encode_cursor(values: list) -> str:
 def decode_cursor(value: str) -> tuple:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-        if not isinstance(data, list) or not data or not isinstance(data[-1], int):
+        if not isinstance(data, list) or not data or not isinstance(data[-1], int) or not all(
+                x is None or isinstance(x, (int, float, str)) for x in data):
             raise ValueError
         return tuple(data)
     except (ValueError, orjson.JSONDecodeError, TypeError):
@@ -211,6 +220,10 @@ def decode_cursor(value: str) -> tuple:
 def _after_cursor(sort_exprs, r, cursor: tuple):
     if len(cursor) != len(sort_exprs) + 1:
         raise InvalidSearch("_cursor does not fit this search's _sort", expression="_cursor")
+    for (e, _, _), v in zip(sort_exprs, cursor):
+        numeric = _is_numeric(e)
+        if v is not None and (isinstance(v, str) == numeric or isinstance(v, bool)):
+            raise InvalidSearch("_cursor does not fit this search's _sort", expression="_cursor")
     keys = [(e, desc) for e, desc, _ in sort_exprs] + [(r.c.rid, False)]
     ors = []
     for i, (expr, desc) in enumerate(keys):
@@ -219,10 +232,26 @@ def _after_cursor(sort_exprs, r, cursor: tuple):
         if v is None:
             # NULLs sort first ascending (we coalesce sort keys, so only rid is never null)
             step = expr.is_not(None) if not desc else false()
+        elif desc:
+            step = or_(expr < v, expr.is_(None))
         else:
-            step = expr < v if desc else expr > v
+            step = expr > v
         ors.append(and_(*eqs, step))
     return or_(*ors)
+
+
+def _is_numeric(expr) -> bool:
+    try:
+        return expr.type.python_type in (int, float)
+    except NotImplementedError:
+        return False
+
+
+def _reject_nul(params) -> None:
+    for name, value in params:
+        if "\x00" in name or "\x00" in value:
+            raise InvalidSearch(f"parameter {name!r} contains a NUL character",
+                                expression=name.replace("\x00", ""))
 
 
 def _null_safe_eq(expr, v):
@@ -265,6 +294,8 @@ class _Builder:
             return self._last_updated(r, modifier, value, raw_name)
         if name == "_list" and not dot:
             return self._list(r, value)
+        if name == "_compartment" and not dot:
+            return self._compartment(r, rtype, value, raw_name)
         p = self.param(rtype, name)
         if p is None:
             msg = f"unknown search parameter {name!r} for {rtype or 'all types'}"
@@ -298,14 +329,30 @@ class _Builder:
         if table is None:
             raise InvalidSearch(f"search parameter {name!r} of type {p.type} is not supported",
                                 expression=raw_name)
-        idx = table.alias()
-        ors = [self._value_predicate(p, idx, modifier, v, raw_name) for v in values]
-        negate = (p.type == "token" and modifier == "not") or _all_ne(p, values)
-        if negate and p.type != "token":
-            ors = [self._value_predicate(p, idx, modifier, "eq" + v[2:], raw_name) for v in values]
-        sub = select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
-                                      *( [idx.c.type == rtype] if rtype else []), or_(*ors))
-        return not_(r.c.rid.in_(sub)) if negate else r.c.rid.in_(sub)
+
+        def sub(build):
+            idx = table.alias()
+            return select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
+                                           *([idx.c.type == rtype] if rtype else []), build(idx))
+
+        ranged = p.type in ("date", "number", "quantity")
+        plain = [v for v in values if not (ranged and _prefix(v)[0] == "ne")]
+        ors = []
+        if plain:
+            ors.append(r.c.rid.in_(sub(lambda idx: or_(*[
+                self._value_predicate(p, idx, modifier, v, raw_name) for v in plain]))))
+        for v in values:
+            if v in plain:
+                continue
+            # ne: the resource has a value, and none of its values equals the search value
+            eq_v = "eq" + v[2:]
+            eq_sub = sub(lambda idx, eq_v=eq_v: self._value_predicate(p, idx, modifier, eq_v,
+                                                                      raw_name))
+            ors.append(and_(r.c.rid.in_(sub(lambda idx: true())), not_(r.c.rid.in_(eq_sub))))
+        cond = or_(*ors)
+        if p.type == "token" and modifier == "not":
+            return not_(cond)
+        return cond
 
     def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name):
         t = p.type
@@ -365,7 +412,7 @@ class _Builder:
         lst = resource.alias()
         list_rids = select(lst.c.rid).where(lst.c.tenant == self.tenant, lst.c.type == "List",
                                             lst.c.id.in_(split_values(value)),
-                                            lst.c.deleted.is_(False))
+                                            lst.c.deleted.is_(False), *self._policy(lst, "List"))
         return r.c.id.in_(select(ref.c.target_id).where(
             ref.c.tenant == self.tenant, ref.c.type == "List", ref.c.param == "item",
             ref.c.target_type == r.c.type, ref.c.rid.in_(list_rids)))
@@ -389,15 +436,22 @@ class _Builder:
             inner = self.criterion(t_r, t, rest, value, depth + 1)
             if inner is None:
                 continue
-            ors.append(and_(ref.c.target_type == t, ref.c.target_id.in_(
-                select(t_r.c.id).where(t_r.c.tenant == self.tenant, t_r.c.type == t,
-                                       t_r.c.deleted.is_(False), inner))))
+            # each chain step is a CTE: flat SQL however deep the chain (SQLite's parser
+            # overflows on deeply nested sub-selects)
+            targets_cte = select(t_r.c.id).where(t_r.c.tenant == self.tenant, t_r.c.type == t,
+                                                 t_r.c.deleted.is_(False), inner,
+                                                 *self._policy(t_r, t)).cte()
+            ors.append(and_(ref.c.target_type == t,
+                            ref.c.target_id.in_(select(targets_cte.c.id))))
         if not ors:
-            raise InvalidSearch(f"{raw_name}: no target type of {p.code} has parameter "
-                                f"{rest!r}", expression=raw_name)
+            msg = f"{raw_name}: no target type of {p.code} has parameter {rest!r}"
+            if self.strict:
+                raise InvalidSearch(msg + " (Prefer: handling=strict)", expression=raw_name)
+            self.warnings.append(msg + "; it was ignored")
+            return None
         sub = select(ref.c.rid).where(ref.c.tenant == self.tenant, ref.c.param == p.code,
-                                      *([ref.c.type == rtype] if rtype else []), or_(*ors))
-        return r.c.rid.in_(sub)
+                                      *([ref.c.type == rtype] if rtype else []), or_(*ors)).cte()
+        return r.c.rid.in_(select(sub.c.rid))
 
     def _has(self, r, rtype, raw_name, value, depth):
         parts = raw_name.split(":", 3)
@@ -414,21 +468,51 @@ class _Builder:
         o_r = resource.alias()
         inner = self.criterion(o_r, other, inner_name, value, depth + 1)
         if inner is None:
-            raise InvalidSearch(f"{raw_name}: unknown parameter {inner_name} on {other}",
-                                expression=raw_name)
+            return None  # an unknown inner parameter: already warned (or refused if strict)
         ref = INDEX_TABLES["reference"].alias()
+        others = select(o_r.c.rid).where(o_r.c.tenant == self.tenant, o_r.c.type == other,
+                                         o_r.c.deleted.is_(False), inner,
+                                         *self._policy(o_r, other)).cte()
         conds = [ref.c.tenant == self.tenant, ref.c.type == other, ref.c.param == ref_param,
-                 ref.c.rid.in_(select(o_r.c.rid).where(o_r.c.tenant == self.tenant,
-                                                       o_r.c.type == other,
-                                                       o_r.c.deleted.is_(False), inner))]
-        conds.append(ref.c.target_type == (rtype if rtype else r.c.type))
+                 ref.c.rid.in_(select(others.c.rid))]
+        if rtype:
+            conds.append(ref.c.target_type == rtype)
+            targets = select(ref.c.target_id).where(*conds).cte()
+            return r.c.id.in_(select(targets.c.target_id))
+        conds.append(ref.c.target_type == r.c.type)
         return r.c.id.in_(select(ref.c.target_id).where(*conds))
+
+    def _compartment(self, r, rtype, value, raw_name):
+        """``_compartment=Patient/123``: OR over the compartment's parameters of each type."""
+        from fkj.search.compartments import compartment_params, definitions, member_types
+        ctype, _, cid = value.partition("/")
+        if ctype not in definitions() or not cid:
+            raise InvalidSearch(f"{raw_name}: {value!r} is not a compartment",
+                                expression=raw_name)
+        types = [rtype] if rtype else sorted(set(member_types(ctype)) | {ctype})
+        ors = []
+        for t in types:
+            params = compartment_params(ctype, t)
+            conds = []
+            if t == ctype or "{def}" in params:
+                conds.append(r.c.id == cid)
+            codes = [c for c in params if c != "{def}" and (sp := self.param(t, c)) is not None
+                     and sp.type == "reference"]
+            if codes:
+                ref = INDEX_TABLES["reference"].alias()
+                conds.append(r.c.rid.in_(select(ref.c.rid).where(
+                    ref.c.tenant == self.tenant, ref.c.type == t, ref.c.param.in_(codes),
+                    ref.c.target_type == ctype, ref.c.target_id == cid)))
+            if conds:
+                ors.append(or_(*conds) if rtype else and_(r.c.type == t, or_(*conds)))
+        return or_(*ors) if ors else false()
 
     def _token_in(self, r, rtype, p, modifier, values, raw_name):
         from fkj.search.valuesets import expand_codes
         codes = []
         for v in values:
-            codes.extend(expand_codes(self.repo, self.conn, v, raw_name))
+            codes.extend(expand_codes(self.repo, self.conn, v, raw_name,
+                                      policy=self._policy(resource, "ValueSet")))
         idx = INDEX_TABLES["token"].alias()
         ors = [and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()]
         sub = select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
@@ -457,12 +541,11 @@ class _Builder:
         if name == "_lastUpdated":
             return r.c.last_updated
         p = self.param(rtype, name)
-        if p is None or p.type not in INDEX_TABLES:
+        if p is None or p.type not in INDEX_TABLES or p.type == "composite":
             raise InvalidSearch(f"_sort: cannot sort by {name!r}", expression="_sort")
         idx = INDEX_TABLES[p.type].alias()
-        col = {"string": idx.c.norm, "token": idx.c.code, "reference": idx.c.target_id,
-               "date": idx.c.low, "number": idx.c.low, "quantity": idx.c.low,
-               "uri": idx.c.uri}[p.type]
+        col = idx.c[{"string": "norm", "token": "code", "reference": "target_id",
+                     "date": "low", "number": "low", "quantity": "low", "uri": "uri"}[p.type]]
         return (select(func.min(col)).where(idx.c.rid == r.c.rid, idx.c.param == p.code)
                 .scalar_subquery())
 
@@ -541,10 +624,11 @@ class _Builder:
                    *self._policy(r2))
         return [Row(*x) for x in self.conn.execute(q)]
 
-    def _policy(self, r2) -> list:
+    def _policy(self, r2, rtype: str | None = None) -> list:
+        """The repository's ``search_filters`` hooks for a resource alias (access policy)."""
         out = []
         for hook in self.repo.services.hooks.search_filters:
-            extra = hook(self.repo, r2, None)
+            extra = hook(self.repo, r2, rtype)
             if extra is not None:
                 out.append(extra)
         return out
@@ -553,10 +637,6 @@ class _Builder:
 def _prefix(v: str) -> tuple[str, str]:
     from fkj.search.parse import split_prefix
     return split_prefix(v)
-
-
-def _all_ne(p: SearchParam, values: list[str]) -> bool:
-    return p.type in ("date", "number", "quantity") and all(v.startswith("ne") for v in values)
 
 
 __all__ = ["run_search", "match_ids", "SearchResult", "Row", "Options", "Any"]

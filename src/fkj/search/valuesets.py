@@ -11,11 +11,14 @@ from fkj.store.schema import idx_uri, resource
 MAX_CODES = 10_000
 
 
-def expand_codes(repo, conn, value: str, name: str) -> list[tuple[str, str]]:
-    """(system, code) pairs of a ValueSet named by canonical URL or ``ValueSet/id``."""
+def expand_codes(repo, conn, value: str, name: str, policy=()) -> list[tuple[str, str]]:
+    """(system, code) pairs of a ValueSet named by canonical URL or ``ValueSet/id``.
+
+    ``policy``: extra conditions on the ``resource`` table (the search_filters hooks).
+    """
     q = select(resource.c.content).where(resource.c.tenant == repo.tenant,
                                          resource.c.type == "ValueSet",
-                                         resource.c.deleted.is_(False))
+                                         resource.c.deleted.is_(False), *policy)
     if value.startswith("ValueSet/"):
         q = q.where(resource.c.id == value.split("/", 1)[1])
     else:

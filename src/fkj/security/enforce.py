@@ -22,7 +22,8 @@ from fkj.store.schema import idx_reference
 
 #: repository interaction → SMART interaction
 _MAP = {"read": "read", "vread": "read", "create": "create", "update": "update",
-        "patch": "update", "delete": "delete", "delete-check": None,
+        "patch": "update", "delete": "delete", "delete-check": "delete",
+        "update-check": "update",
         "search-type": "search-type", "search-system": "search-system",
         "history-instance": "history-instance", "history-type": "history-type",
         "history-system": "history-system", "operation": "operation", "history": "read"}
@@ -49,6 +50,10 @@ def scope_check(repo, interaction: str, rtype: str | None, resource) -> None:
     if interaction in _WRITES and resource is not None and patient_only(p, interaction, rtype):
         if not in_patient_compartment(resource, p.patient):
             raise Forbidden("a patient/ scope only allows writes inside the patient's own record")
+    if interaction in ("update-check", "delete-check") and resource is not None \
+            and patient_only(p, smart, rtype) and not in_patient_compartment(resource, p.patient):
+        # the stored resource belongs to someone else: do not confirm that it exists
+        raise NotFound(f"{rtype}/{resource.get('id')} is not known")
 
 
 def check_result(repo, interaction: str, resource: dict) -> None:

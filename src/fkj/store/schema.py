@@ -111,10 +111,18 @@ idx_quantity = _index_table(
     "idx_quantity", Column("system", Text), Column("code", Text),
     Column("low", Float), Column("high", Float))
 idx_uri = _index_table("idx_uri", Column("uri", Text, nullable=False))
+#: composite parameters: up to three components, each flattened to the same five slots
+#: (see fkj.search.composite.flatten): s = system/norm/uri/target_type, v = code/exact/
+#: target_id, t = text/url, lo/hi = the component's range (date, number, quantity)
+idx_composite = _index_table(
+    "idx_composite",
+    *[Column(f"c{i}_{k}", Float if k in ("lo", "hi") else Text)
+      for i in (1, 2, 3) for k in ("s", "v", "t", "lo", "hi")])
 
 INDEX_TABLES = {
     "string": idx_string, "token": idx_token, "reference": idx_reference, "date": idx_date,
     "number": idx_number, "quantity": idx_quantity, "uri": idx_uri,
+    "composite": idx_composite,
 }
 
 for _t in INDEX_TABLES.values():
@@ -134,6 +142,8 @@ Index("ix_idx_number_lookup", idx_number.c.tenant, idx_number.c.type, idx_number
 Index("ix_idx_quantity_lookup", idx_quantity.c.tenant, idx_quantity.c.type,
       idx_quantity.c.param, idx_quantity.c.code, idx_quantity.c.low)
 Index("ix_idx_uri_lookup", idx_uri.c.tenant, idx_uri.c.type, idx_uri.c.param, idx_uri.c.uri)
+Index("ix_idx_composite_lookup", idx_composite.c.tenant, idx_composite.c.type,
+      idx_composite.c.param, idx_composite.c.c1_v, idx_composite.c.c1_s)
 
 #: every table whose rows belong to a tenant (row-level security applies to these)
 TENANT_TABLES = [t for t in metadata.sorted_tables if t.name != "tenant"]

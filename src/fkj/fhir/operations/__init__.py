@@ -14,6 +14,8 @@ from fkj.fhir.request import FhirRequest, FhirResponse
 #: operation name → module (under fkj.fhir.operations)
 OPERATIONS: dict[str, str] = {
     "validate": "validate",
+    "export": "export",
+    "everything": "everything",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import and_
@@ -22,7 +23,10 @@ def number_range(text: str) -> tuple[float, float]:
         raise InvalidOperation(text)
     exp = d.as_tuple().exponent
     half = Decimal(5).scaleb(int(exp) - 1)
-    return float(d - half), float(d + half)
+    lo, hi = float(d - half), float(d + half)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or abs(d) > Decimal("1e300"):
+        raise InvalidOperation(text)
+    return lo, hi
 
 
 def _parse(value: str, name: str) -> tuple[str, float, float, float]:

@@ -22,25 +22,35 @@ from __future__ import annotations
 
 from sqlalchemy import and_, not_, or_
 
+#: relative tolerance for range ends: the extractor and the parser compute ``value ± half a
+#: unit of precision`` separately in binary floating point (0.8 → 0.8500000000000001 vs 0.85);
+#: ends closer than this are equal. 1e-13 of an epoch-seconds date is ~0.2 ms.
+REL_EPS = 1e-13
+
+
+def _eps(lo: float, hi: float) -> float:
+    return REL_EPS * max(abs(lo), abs(hi))
+
 
 def compare(low_col, high_col, prefix: str, lo: float, hi: float, approx: float):
-    eq = and_(low_col >= lo, high_col <= hi)
+    e = _eps(lo, hi)
+    eq = and_(low_col >= lo - e, high_col <= hi + e)
     if prefix == "eq":
         return eq
     if prefix == "ne":
         return not_(eq)
     if prefix == "gt":
-        return high_col > hi
+        return high_col > hi + e
     if prefix == "lt":
-        return low_col < lo
+        return low_col < lo - e
     if prefix == "ge":
-        return or_(high_col > hi, eq)
+        return or_(high_col > hi + e, eq)
     if prefix == "le":
-        return or_(low_col < lo, eq)
+        return or_(low_col < lo - e, eq)
     if prefix == "sa":
-        return low_col >= hi
+        return low_col >= hi - e
     if prefix == "eb":
-        return high_col <= lo
+        return high_col <= lo + e
     if prefix == "ap":
         return and_(low_col < hi + approx, high_col > lo - approx)
     raise ValueError(prefix)
@@ -48,9 +58,11 @@ def compare(low_col, high_col, prefix: str, lo: float, hi: float, approx: float)
 
 def matches(low: float, high: float, prefix: str, lo: float, hi: float, approx: float) -> bool:
     """The same comparison in Python (used by the test oracle and in-memory filters)."""
-    eq = low >= lo and high <= hi
+    e = _eps(lo, hi)
+    eq = low >= lo - e and high <= hi + e
     return {
-        "eq": eq, "ne": not eq, "gt": high > hi, "lt": low < lo, "ge": high > hi or eq,
-        "le": low < lo or eq, "sa": low >= hi, "eb": high <= lo,
+        "eq": eq, "ne": not eq, "gt": high > hi + e, "lt": low < lo - e,
+        "ge": high > hi + e or eq, "le": low < lo - e or eq, "sa": low >= hi - e,
+        "eb": high <= lo + e,
         "ap": low < hi + approx and high > lo - approx,
     }[prefix]

@@ -1,0 +1,33 @@
+"""The audit log: an AuditEvent (IHE BALP) for every access, change and denial, stored
+append-only and hash-chained per tenant.
+
+Where to call what:
+
+* **writes** — inside the write transaction, after the unit of work's last flush and just
+  before commit: ``append_in_transaction(conn, tenant, [build_audit_event(...)])``. The write
+  and its audit commit or roll back together.
+* **reads, searches, history, operations, and every denial or failure** (a failed write's
+  transaction rolls back, so its audit must not be inside it) — before the response is sent:
+  ``AuditWriter.record(tenant, events)`` (or ``await record_async``), which blocks until the
+  events are committed (group commit) and raises :class:`AuditUnavailable` (503) otherwise.
+* ``verify_chain(engine, tenant)`` and ``search_audit(engine, tenant, ...)`` for
+  ``fkj audit verify`` / ``fkj audit search``.
+"""
+
+from fkj.security.audit.chain import (
+    VerifyResult,
+    append_in_transaction,
+    record_hash,
+    verify_chain,
+)
+from fkj.security.audit.events import build_audit_event, canonical
+from fkj.security.audit.hooks import write_events
+from fkj.security.audit.query import search_audit
+from fkj.security.audit.tables import GENESIS_HASH, audit_head, audit_log, audit_patient
+from fkj.security.audit.writer import AuditUnavailable, AuditWriter
+
+__all__ = [
+    "GENESIS_HASH", "AuditUnavailable", "AuditWriter", "VerifyResult", "append_in_transaction",
+    "audit_head", "audit_log", "audit_patient", "build_audit_event", "canonical",
+    "record_hash", "search_audit", "verify_chain", "write_events",
+]

@@ -1,0 +1,167 @@
+"""Appending to and verifying the per-tenant hash chain of the audit log.
+
+``append_in_transaction(conn, tenant, events)`` runs inside the caller's transaction (opened
+with :func:`fkj.store.backend.scope` for ``tenant``, ``write=True``): it locks the tenant's
+chain head (``audit_head``; on SQLite the write transaction already holds the database write
+lock), numbers the events gap-free after it, chains their hashes and inserts them. If the
+caller's transaction rolls back, so does the audit: a write and its audit commit together.
+
+``verify_chain(engine, tenant)`` walks the chain and reports every inconsistency: a changed
+record (hash mismatch, or search columns that no longer match the content), a deleted record
+(seq gap, prev_hash mismatch, head beyond the last record), reordered records (prev_hash and
+hash mismatches, since the hash covers seq), and index rows of ``audit_patient`` that were
+removed or added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, select, text
+
+from fkj.security.audit.events import canonical, index_fields
+from fkj.security.audit.tables import GENESIS_HASH, audit_head, audit_log, audit_patient
+from fkj.store import bulk
+from fkj.store.backend import scope
+
+SEP = "\x1e"  # never appears raw in canonical JSON (control characters are escaped)
+LOG_COLUMNS = ("tenant", "seq", "recorded", "patients", "agent", "action", "subtype",
+               "purpose", "outcome", "content", "prev_hash", "hash")
+PATIENT_COLUMNS = ("tenant", "patient", "seq")
+#: at most this many problems are listed (their total is always counted)
+MAX_PROBLEMS = 200
+
+
+def record_hash(prev_hash: str, content: str, seq: int, tenant: str) -> str:
+    """sha256(prev_hash ␞ content ␞ seq ␞ tenant), hex."""
+    data = SEP.join((prev_hash, content, str(seq), tenant)).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _lock_head(conn: Connection, tenant: str) -> tuple[int, str]:
+    pg = conn.dialect.name == "postgresql"
+    sql = "SELECT last_seq, last_hash FROM audit_head WHERE tenant = :t"
+    row = conn.execute(text(sql + (" FOR UPDATE" if pg else "")), {"t": tenant}).first()
+    if row is None:
+        conn.execute(text(
+            "INSERT INTO audit_head (tenant, last_seq, last_hash) VALUES (:t, 0, :g) "
+            "ON CONFLICT (tenant) DO NOTHING"), {"t": tenant, "g": GENESIS_HASH})
+        row = conn.execute(text(sql + (" FOR UPDATE" if pg else "")), {"t": tenant}).one()
+    return int(row[0]), row[1]
+
+
+def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict]) -> list[int]:
+    """Append ``events`` (AuditEvent dicts) to ``tenant``'s chain in the open transaction.
+
+    Returns the sequence numbers given to them. The chain head stays locked until the
+    transaction ends, which serialises appends within a tenant and keeps ``seq`` gap-free.
+    """
+    if not events:
+        return []
+    last_seq, prev = _lock_head(conn, tenant)
+    rows, patient_rows, seqs = [], [], []
+    for n, event in enumerate(events, start=1):
+        seq = last_seq + n
+        content = canonical(event)
+        f = index_fields(event)
+        h = record_hash(prev, content, seq, tenant)
+        rows.append((tenant, seq, f["recorded"], f["patients"], f["agent"], f["action"],
+                     f["subtype"], f["purpose"], f["outcome"], content, prev, h))
+        patient_rows.extend((tenant, p, seq) for p in dict.fromkeys(f["patient_list"]))
+        seqs.append(seq)
+        prev = h
+    bulk.insert_rows(conn, audit_log, LOG_COLUMNS, rows)
+    bulk.insert_rows(conn, audit_patient, PATIENT_COLUMNS, patient_rows)
+    conn.execute(text("UPDATE audit_head SET last_seq = :s, last_hash = :h WHERE tenant = :t"),
+                 {"s": seqs[-1], "h": prev, "t": tenant})
+    return seqs
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    problems: list[str] = field(default_factory=list)
+    #: the chain head found (last seq and hash), for anchoring outside the database
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    problem_count: int = 0
+
+
+def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyResult:
+    """Walk ``tenant``'s audit chain and report every inconsistency found."""
+    problems: list[str] = []
+    count = 0
+
+    def problem(msg: str) -> None:
+        nonlocal count
+        count += 1
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(msg)
+
+    checked, expected, prev = 0, 1, GENESIS_HASH
+    patients: dict[int, set[str]] = {}
+    with scope(engine, tenant) as conn:
+        for seq, pat in conn.execute(
+                select(audit_patient.c.seq, audit_patient.c.patient)
+                .where(audit_patient.c.tenant == tenant)):
+            patients.setdefault(int(seq), set()).add(pat)
+        after = 0
+        while True:
+            rows = conn.execute(
+                select(*(audit_log.c[c] for c in LOG_COLUMNS))
+                .where(audit_log.c.tenant == tenant, audit_log.c.seq > after)
+                .order_by(audit_log.c.seq).limit(batch)).all()
+            if not rows:
+                break
+            for r in rows:
+                checked += 1
+                seq = int(r.seq)
+                if seq != expected:
+                    problem(f"seq {seq}: gap, records {expected}..{seq - 1} are missing "
+                            "(deleted?)" if seq > expected else
+                            f"seq {seq}: out of order (expected {expected})")
+                if r.prev_hash != prev:
+                    problem(f"seq {seq}: prev_hash does not match the hash of the record "
+                            "before it (record deleted, inserted or reordered)")
+                if record_hash(r.prev_hash, r.content, seq, tenant) != r.hash:
+                    problem(f"seq {seq}: hash mismatch (record changed or moved)")
+                _check_columns(r, patients.pop(seq, set()), problem)
+                prev, expected = r.hash, seq + 1
+            after = int(rows[-1].seq)
+        head = conn.execute(select(audit_head.c.last_seq, audit_head.c.last_hash)
+                            .where(audit_head.c.tenant == tenant)).first()
+    last_seq = expected - 1
+    if head is None:
+        if checked:
+            problem("chain head (audit_head) is missing")
+    else:
+        if int(head.last_seq) != last_seq:
+            problem(f"chain head says last seq {head.last_seq} but the last record is "
+                    f"{last_seq} (records at the end deleted?)")
+        elif head.last_hash != prev:
+            problem(f"chain head hash does not match record {last_seq}")
+    for seq in sorted(patients):
+        problem(f"seq {seq}: patient index rows without an audit record "
+                f"({', '.join(sorted(patients[seq]))})")
+    return VerifyResult(ok=count == 0, checked=checked, problems=problems, last_seq=last_seq,
+                        last_hash=prev, problem_count=count)
+
+
+def _check_columns(r, indexed: set[str], problem) -> None:
+    try:
+        event = json.loads(r.content)
+        if canonical(event) != r.content:
+            problem(f"seq {r.seq}: content is not in canonical form (edited?)")
+        f = index_fields(event)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        problem(f"seq {r.seq}: content is not a readable AuditEvent")
+        return
+    for col in ("recorded", "patients", "agent", "action", "subtype", "purpose", "outcome"):
+        if f[col] != getattr(r, col):
+            problem(f"seq {r.seq}: column {col} does not match the AuditEvent content")
+    if set(f["patient_list"]) != indexed:
+        problem(f"seq {r.seq}: patient index rows do not match the AuditEvent content")

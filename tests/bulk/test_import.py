@@ -1,0 +1,231 @@
+"""``fkj import``: NDJSON and Bundles, references in any order, error report, exit status,
+dry run, resumability (including SIGKILL of a real subprocess) and idempotency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from fkj.bulk.synthetic import write_ndjson
+from fkj.bulk.tables import bulk_import_file
+from fkj.store.backend import scope
+from fkj.store.schema import event_log, resource, resource_version
+
+from .conftest import run_import
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def counts(db, tenant, table=resource) -> dict[str, int]:
+    with scope(db.engine, tenant) as conn:
+        rows = conn.execute(select(table.c.type, func.count()).where(table.c.tenant == tenant)
+                            .group_by(table.c.type)).all()
+    return {t: n for t, n in rows}
+
+
+def event_count(db, tenant) -> int:
+    with scope(db.engine, tenant) as conn:
+        return conn.execute(select(func.count()).select_from(event_log)
+                            .where(event_log.c.tenant == tenant)).scalar_one()
+
+
+def test_ndjson_directory_with_forward_references(db, tenant, tmp_path):
+    expected = write_ndjson(tmp_path / "in", 12)
+    # the directory is read in name order: Encounter and Observation come before Patient
+    result = run_import(db, tenant, [tmp_path / "in"], report_dir=tmp_path / "report")
+    assert result.exit_code == 0, result.summary()
+    assert result.loaded == sum(expected.values()) == 120
+    assert counts(db, tenant) == expected
+    assert counts(db, tenant, resource_version) == expected
+    assert event_count(db, tenant) == 120
+    summary = (tmp_path / "report" / "summary.txt").read_text()
+    assert "loaded 120" in summary and "exit status 0" in summary
+
+
+def test_rerun_is_idempotent(db, tenant, tmp_path):
+    write_ndjson(tmp_path / "in", 5)
+    first = run_import(db, tenant, [tmp_path / "in"])
+    second = run_import(db, tenant, [tmp_path / "in"])
+    assert first.exit_code == second.exit_code == 0
+    assert second.loaded == 0 and second.read == 0
+    assert counts(db, tenant, resource_version) == counts(db, tenant)
+    assert event_count(db, tenant) == 50
+
+
+def test_same_data_in_another_file_updates_instead_of_duplicating(db, tenant, tmp_path):
+    write_ndjson(tmp_path / "a", 3)
+    write_ndjson(tmp_path / "b", 3)  # the same resources again, other files
+    assert run_import(db, tenant, [tmp_path / "a"]).exit_code == 0
+    assert run_import(db, tenant, [tmp_path / "b"]).exit_code == 0
+    assert counts(db, tenant) == {"Patient": 3, "Encounter": 6, "Observation": 21}
+    assert counts(db, tenant, resource_version) == {"Patient": 6, "Encounter": 12,
+                                                    "Observation": 42}
+
+
+def test_duplicate_lines_in_one_file(db, tenant, tmp_path):
+    p = {"resourceType": "Patient", "id": "dup", "gender": "male"}
+    q = dict(p, gender="female")
+    f = tmp_path / "dup.ndjson"
+    f.write_bytes(orjson.dumps(p) + b"\n" + orjson.dumps(q) + b"\n")
+    assert run_import(db, tenant, [f]).exit_code == 0
+    with scope(db.engine, tenant) as conn:
+        row = conn.execute(select(resource.c.version, resource.c.content).where(
+            resource.c.tenant == tenant, resource.c.id == "dup")).one()
+    assert row.version == 2 and '"female"' in row.content
+
+
+def test_bad_lines_are_reported_and_good_ones_load(db, tenant, tmp_path):
+    f = tmp_path / "mixed.ndjson"
+    lines = [
+        orjson.dumps({"resourceType": "Patient", "id": "ok1"}),
+        b"{not json",
+        orjson.dumps({"resourceType": "Patient", "id": "bad", "gender": "xx"}),
+        b"",
+        orjson.dumps({"resourceType": "Observation", "id": "dangling", "status": "final",
+                      "code": {"text": "x"}, "subject": {"reference": "Patient/nobody"}}),
+        orjson.dumps({"resourceType": "Observation", "id": "ok2", "status": "final",
+                      "code": {"text": "x"}, "subject": {"reference": "Patient/ok1"}}),
+        orjson.dumps([1, 2]),
+    ]
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    report = tmp_path / "report"
+    result = run_import(db, tenant, [f], report_dir=report)
+    assert result.exit_code == 1
+    assert (result.loaded, result.failed) == (2, 4)
+    assert counts(db, tenant) == {"Patient": 1, "Observation": 1}
+    outcomes = [orjson.loads(x) for x in (report / "errors.ndjson").read_bytes().splitlines()]
+    assert [o["resourceType"] for o in outcomes] == ["OperationOutcome"] * 4
+    where = sorted(o["issue"][0]["location"][0] for o in outcomes)
+    assert where == sorted(f"{f}:{n}" for n in (2, 3, 5, 7))
+    by_line = {next(e["valueInteger"] for e in o["extension"][0]["extension"]
+                    if e["url"] == "line"): o for o in outcomes}
+    assert "Patient/nobody" in by_line[5]["issue"][0]["diagnostics"]
+    assert "gender" in orjson.dumps(by_line[3]).decode()
+    summary = (report / "summary.txt").read_text()
+    assert "rejected 4" in summary and "exit status 1" in summary
+    # a rerun loads nothing more and still says 1 (the rejected lines are still rejected)
+    again = run_import(db, tenant, [f], report_dir=report)
+    assert again.exit_code == 1 and again.read == 0
+
+
+def _bundle(btype: str) -> dict:
+    pat = "urn:uuid:4b2c8e0e-1f5e-4a3b-9a55-0c6f2d7e9a10"
+    return {"resourceType": "Bundle", "type": btype, "entry": [
+        {"fullUrl": "urn:uuid:9d1e5f2a-7b3c-4d8e-8f6a-1a2b3c4d5e6f",
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "puls"},
+                      "subject": {"reference": pat}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": pat, "resource": {"resourceType": "Patient", "gender": "female"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "gender": "male"},
+         "request": {"method": "PUT", "url": "Patient/fixed-id"}},
+    ]}
+
+
+@pytest.mark.parametrize("btype", ["transaction", "batch", "collection"])
+def test_bundles_get_deterministic_ids_and_rewritten_references(db, tenant, tmp_path, btype):
+    f = tmp_path / "bundle.json"
+    f.write_bytes(orjson.dumps(_bundle(btype)))
+    assert run_import(db, tenant, [f]).exit_code == 0
+    with scope(db.engine, tenant) as conn:
+        rows = {(r.type, r.id): orjson.loads(r.content) for r in conn.execute(
+            select(resource.c.type, resource.c.id, resource.c.content)
+            .where(resource.c.tenant == tenant))}
+    assert ("Patient", "fixed-id") in rows and len(rows) == 3
+    obs = next(v for (t, _), v in rows.items() if t == "Observation")
+    ref = obs["subject"]["reference"]
+    assert ref.startswith("Patient/") and ("Patient", ref.split("/")[1]) in rows
+    ids_before = set(rows)
+    # the same file in another directory: the same ids (uuid5 of file name and fullUrl)
+    g = tmp_path / "again"
+    g.mkdir()
+    (g / "bundle.json").write_bytes(f.read_bytes())
+    assert run_import(db, tenant, [g]).exit_code == 0
+    assert set(counts(db, tenant)) == {"Patient", "Observation"}
+    assert sum(counts(db, tenant).values()) == len(ids_before)
+
+
+def test_urn_references_across_files(db, tenant, tmp_path):
+    pat = "urn:uuid:0f0e0d0c-0b0a-4909-8807-060504030201"
+    (tmp_path / "a.json").write_bytes(orjson.dumps({"resourceType": "Bundle", "type": "batch",
+        "entry": [{"fullUrl": "urn:uuid:11111111-2222-4333-8444-555555555555",
+                   "resource": {"resourceType": "Observation", "status": "final",
+                                "code": {"text": "x"}, "subject": {"reference": pat}}}]}))
+    (tmp_path / "b.json").write_bytes(orjson.dumps({"resourceType": "Bundle", "type": "batch",
+        "entry": [{"fullUrl": pat, "resource": {"resourceType": "Patient"}}]}))
+    result = run_import(db, tenant, [tmp_path])
+    assert result.exit_code == 0, result.summary()
+    assert counts(db, tenant) == {"Patient": 1, "Observation": 1}
+
+
+def test_dry_run_stores_nothing(db, tenant, tmp_path):
+    write_ndjson(tmp_path / "in", 3)
+    (tmp_path / "in" / "bad.ndjson").write_bytes(b'{"resourceType": "Patient", "active": "yes"}\n')
+    result = run_import(db, tenant, [tmp_path / "in"], dry_run=True)
+    assert result.exit_code == 1 and result.loaded == 30 and result.failed == 1
+    assert counts(db, tenant) == {}
+    with scope(db.engine, tenant) as conn:
+        assert conn.execute(select(func.count()).select_from(bulk_import_file).where(
+            bulk_import_file.c.tenant == tenant)).scalar_one() == 0
+
+
+def test_fatal_errors_exit_2(db, tenant, tmp_path):
+    assert run_import(db, tenant, [tmp_path / "missing"]).exit_code == 2
+    write_ndjson(tmp_path / "in", 1)
+    assert run_import(db, "9998", [tmp_path / "in"]).exit_code == 2
+
+
+def _cli(db, tenant, path, *extra, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "fkj.bulk.importer", str(path), "--tenant", tenant,
+         "--database-url", db.url, "--no-progress", *extra],
+        cwd=kw.get("cwd"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _committed(db, tenant) -> int:
+    with scope(db.engine, tenant) as conn:
+        return conn.execute(select(func.coalesce(func.sum(bulk_import_file.c.loaded), 0))
+                            .where(bulk_import_file.c.tenant == tenant)).scalar_one()
+
+
+def test_sigkill_then_rerun_loads_everything_exactly_once(db, tenant, tmp_path):
+    expected = write_ndjson(tmp_path / "in", 400)  # 4,000 resources
+    total = sum(expected.values())
+    proc = _cli(db, tenant, tmp_path / "in", "--batch-size", "200", "--report",
+                str(tmp_path / "report"), cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _committed(db, tenant) < 600:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _committed(db, tenant)
+    assert 600 <= partial < total
+    assert sum(counts(db, tenant).values()) == partial  # committed batches only
+    rerun = _cli(db, tenant, tmp_path / "in", "--batch-size", "200", "--report",
+                 str(tmp_path / "report"), cwd=tmp_path)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()
+    assert f"skipped {partial} already committed" in " ".join(err.decode().split())
+    assert counts(db, tenant) == expected
+    # every resource exactly once: one version, one event each
+    assert counts(db, tenant, resource_version) == expected
+    assert event_count(db, tenant) == total
+
+
+def test_cli_exit_status_for_bad_lines(db, tenant, tmp_path):
+    f = tmp_path / "x.ndjson"
+    f.write_bytes(b'{"resourceType": "Patient", "id": "a"}\n{"resourceType": "Nope"}\n')
+    proc = _cli(db, tenant, f, cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err.decode()
+    assert (tmp_path / "fkj-data" / "imports" / f"{tenant}-x.ndjson" / "errors.ndjson").exists()
