@@ -86,3 +86,14 @@ def test_token_only_in_demo_mode_and_accepted_by_the_server(sqlite_url, tmp_path
     denied = c.get("/fhir/4601/Observation", headers={"Authorization": f"Bearer {token}"})
     assert denied.status_code == 403
     assert c.get("/fhir/4601/Patient").status_code == 401
+
+
+def test_reindex_command(sqlite_url):
+    fkj("migrate", url=sqlite_url)
+    fkj("tenant", "create", "4601", "--name", "Bergen", url=sqlite_url)
+    r = fkj("seed", "--tenant", "4601", "--patients", "3", url=sqlite_url, timeout=300)
+    assert r.returncode == 0, r.stderr
+    loaded = int(r.stdout.split("seeded ")[1].split()[0])
+    r = fkj("reindex", "--tenant", "4601", url=sqlite_url, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"reindexed {loaded} resources" in r.stdout

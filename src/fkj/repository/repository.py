@@ -78,6 +78,12 @@ class Repository:
         #: where the current write sits in a Bundle (``Bundle.entry[3]``), for error locations
         self.where = ""
 
+    @property
+    def registry(self):
+        """The tenant's search parameters (R4 plus its own SearchParameter resources)."""
+        from fkj.search.tenant_registry import tenant_registry
+        return tenant_registry(self.services, self.tenant)
+
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator["Repository"]:
@@ -375,7 +381,7 @@ class Repository:
         index = {}
         if self.services.indexing:
             from fkj.search.extract import extract
-            index = extract(body, self.services.extras.get("registry"))
+            index = extract(body, self.registry)
         return Prepared(rtype, rid, version, ts, method,
                         orjson.dumps(body).decode(), index=index, references=refs,
                         action="create" if version == 1 else "update", where=self.where)

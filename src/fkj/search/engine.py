@@ -266,7 +266,7 @@ class _Builder:
         self.tenant = repo.tenant
         self.strict = strict
         self.warnings = warnings
-        self.registry = repo.services.extras.get("registry") or default_registry()
+        self.registry = repo.registry
         self.own_base = f"{repo.services.settings.base_url}/fhir/{repo.tenant}/"
 
     def known_type(self, name: str) -> bool:
