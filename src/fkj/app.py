@@ -45,6 +45,11 @@ class FkjApp:
     authenticate: Callable[[dict, str], Principal] | None = None
     capability_hooks: list[Callable[[dict, str], None]] = field(default_factory=list)
     extra_routes: list[Any] = field(default_factory=list)
+    #: ``after_response(fkj, request, principal_or_none, response, error_or_none)``: runs in
+    #: the worker thread after a FHIR request was handled and before its response is sent;
+    #: an exception raised here replaces the response (a read whose audit cannot be written
+    #: fails)
+    after_response: list[Callable[..., None]] = field(default_factory=list)
     #: people offered on the demo login pages, per tenant (see fkj.seed)
     directory: Callable[[str], list[dict]] = field(default=lambda tenant: [])
 
@@ -65,13 +70,20 @@ class FkjApp:
         """Run one FHIR request to completion (called in a worker thread)."""
         from fkj.fhir.router import dispatch
 
+        response, error = None, None
         try:
             if principal is None:
                 principal = self.authenticate_request(req.tenant, req.segments, req.headers)
             repo = Repository(self.services, principal, req.tenant)
-            return dispatch(req, repo, self)
+            response = dispatch(req, repo, self)
+        except FhirError as e:
+            error, response = e, outcome_for(e)
+        try:
+            for hook in self.after_response:
+                hook(self, req, principal, response, error)
         except FhirError as e:
             return outcome_for(e)
+        return response
 
 
 def build_fkj(settings: Settings | None = None, engine=None) -> FkjApp:

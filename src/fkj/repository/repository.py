@@ -97,6 +97,8 @@ class Repository:
             try:
                 yield self
                 self._uow.finish()
+                for hook in self.services.hooks.before_commit:
+                    hook(self, conn, self._uow.operations)
             except IntegrityError as e:
                 raise self._integrity(e) from None
             finally:

@@ -22,6 +22,9 @@ class Hooks:
 
     authorize: list[Callable[..., None]] = field(default_factory=list)
     after_commit: list[Callable[..., None]] = field(default_factory=list)
+    #: ``before_commit(repo, conn, operations)``: inside the write transaction, after every
+    #: write of it is flushed and checked — what it writes commits (or rolls back) with them
+    before_commit: list[Callable[..., None]] = field(default_factory=list)
     #: ``check_result(repo, interaction, resource_dict)`` raises when the caller may not see a
     #: resource that was read (read, vread, history entries, operation results)
     check_result: list[Callable[..., None]] = field(default_factory=list)
