@@ -177,12 +177,21 @@ def _resolve_ids(repo, entries: list[_Entry]) -> None:
         e.mapping = e_map  # type: ignore[attr-defined]
 
 
+def _may_need_rewrite(resource: dict) -> bool:
+    """Cheap pre-check (one serialisation instead of a walk): only a resource whose JSON
+    contains ``urn:`` or ``?`` can hold a reference that needs rewriting."""
+    text = orjson.dumps(resource)
+    return b"urn:" in text or b"?" in text
+
+
 def _rewrite_references(repo, entries: list[_Entry]) -> None:
     cache: dict[str, str] = {}
     for e in entries:
         if not isinstance(e.resource, dict) or e.method not in ("POST", "PUT"):
             continue
         mapping = e.mapping  # type: ignore[attr-defined]
+        if not mapping and not _may_need_rewrite(e.resource):
+            continue
         rtype = e.resource.get("resourceType", "")
         for path, obj in iter_references(e.resource, rtype):
             ref = obj["reference"]
