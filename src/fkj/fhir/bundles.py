@@ -127,6 +127,8 @@ def _transaction(req: FhirRequest, repo, app, entries: list[_Entry]) -> FhirResp
         try:
             _resolve_ids(repo, entries)
             _rewrite_references(repo, entries)
+            repo.prefetch([tuple(e.assigned.split("/", 1)) for e in entries
+                           if e.method == "PUT" and e.assigned])
             for e in sorted(entries, key=lambda x: ORDER[x.method]):
                 current = e
                 repo.where = e.where

@@ -186,12 +186,9 @@ class Repository:
         """Store resources under their own ids in one transaction: new ones are created in
         bulk, known ones updated (idempotent loading: seed and import)."""
         with self.transaction():
-            known = self.known([(r["resourceType"], r["id"]) for r in resources])
+            self.prefetch([(r["resourceType"], r["id"]) for r in resources])
             for r in resources:
-                if (r["resourceType"], r["id"]) in known:
-                    self.update(r["resourceType"], r["id"], r)
-                else:
-                    self.create(r, rtype=r["resourceType"], assigned_id=r["id"])
+                self.update(r["resourceType"], r["id"], r)
         return len(resources)
 
     def current_or_none(self, rtype: str, rid: str) -> sql.Current | None:
@@ -253,8 +250,7 @@ class Repository:
                method: str = "PUT") -> WriteOutcome:
         self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
         with self.transaction():
-            self._uow.flush()  # type: ignore[union-attr]
-            cur = sql.get_current(self._conn, self.tenant, rtype, rid, for_update=True)  # type: ignore[arg-type]
+            cur = self._current_for_write(rtype, rid)
             check_if_match(if_match, cur)
             if cur is None:
                 op = self.prepare(resource, rtype=rtype, rid=rid, version=1, method=method)
@@ -273,6 +269,27 @@ class Repository:
                 self._uow.add(op)  # type: ignore[union-attr]
                 return_status, created = (201, True) if cur.deleted else (200, False)
         return WriteOutcome(_stored(op), return_status, created)
+
+    def _current_for_write(self, rtype: str, rid: str) -> sql.Current | None:
+        """The stored row to update, locked on PostgreSQL. Uses a row read ahead by
+        :meth:`prefetch` when nothing in this transaction has written it since."""
+        uow = self._uow
+        key = (rtype, rid)
+        if key in uow.prefetched and key not in uow.pending_keys:  # type: ignore[union-attr]
+            return uow.prefetched.pop(key)  # type: ignore[union-attr,return-value]
+        uow.prefetched.pop(key, None)  # type: ignore[union-attr]
+        uow.flush()  # type: ignore[union-attr]
+        return sql.get_current(self._conn, self.tenant, rtype, rid, for_update=True)  # type: ignore[arg-type]
+
+    def prefetch(self, keys: list[tuple[str, str]]) -> None:
+        """Read ahead (and lock) the rows a batch of updates will touch: one query instead of
+        one per update (transaction Bundles full of PUTs)."""
+        if self._uow is None or not keys:
+            return
+        self._uow.flush()
+        found = sql.get_many_current(self._conn, self.tenant, keys, for_update=True)  # type: ignore[arg-type]
+        for key in keys:
+            self._uow.prefetched[key] = found.get(key)
 
     def conditional_update(self, rtype: str, criteria: list[tuple[str, str]], resource: Any, *,
                            if_match: str | None = None) -> WriteOutcome:

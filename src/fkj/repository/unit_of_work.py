@@ -49,10 +49,15 @@ class UnitOfWork:
         self.actor = actor
         self._ops: list[Prepared] = []
         self._flushed = 0
+        #: (type, id) written but not yet flushed
+        self.pending_keys: set[tuple[str, str]] = set()
+        #: current rows read ahead for a batch of updates ((type, id) → Current or None)
+        self.prefetched: dict[tuple[str, str], object] = {}
         #: (type, id) written in this transaction and still alive
 
     def add(self, op: Prepared) -> None:
         self._ops.append(op)
+        self.pending_keys.add((op.type, op.id))
 
     def pending_for(self, rtype: str, rid: str) -> Prepared | None:
         for op in reversed(self._ops[self._flushed:]):
@@ -89,6 +94,7 @@ class UnitOfWork:
             bulk.insert_rows(self.conn, INDEX_TABLES[name], INDEX_COLUMNS[name], rows)
         bulk.insert_rows(self.conn, event_log, EVENT_COLUMNS, events)
         self._flushed = len(self._ops)
+        self.pending_keys.clear()
 
     def finish(self) -> None:
         """Flush, then check every reference written in the transaction against the database

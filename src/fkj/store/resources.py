@@ -41,6 +41,27 @@ def get_current(conn: Connection, tenant: str, rtype: str, rid_id: str, *,
     return Current(*row) if row else None
 
 
+def get_many_current(conn: Connection, tenant: str, keys: Iterable[tuple[str, str]], *,
+                     for_update: bool = False) -> dict[tuple[str, str], Current]:
+    """Current rows of many (type, id) pairs in one query per type."""
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    out: dict[tuple[str, str], Current] = {}
+    for t, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            q = select(resource.c.id, resource.c.rid, resource.c.version, resource.c.deleted,
+                       resource.c.last_updated, resource.c.content).where(
+                resource.c.tenant == tenant, resource.c.type == t,
+                resource.c.id.in_(ids[start:start + 500]))
+            if for_update and conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            for row in conn.execute(q):
+                out[(t, row.id)] = Current(row.rid, row.version, row.deleted, row.last_updated,
+                                           row.content)
+    return out
+
+
 def get_version(conn: Connection, tenant: str, rtype: str, rid_id: str, version: int):
     return conn.execute(
         select(resource_version.c.deleted, resource_version.c.last_updated,
