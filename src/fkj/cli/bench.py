@@ -1,4 +1,4 @@
-"""``fkj bench NAME``: runs a benchmark from the repository's ``benchmarks/`` directory."""
+"""``fkj bench NAME [ARGS…]``: runs a benchmark from the repository's ``benchmarks/``."""
 
 from __future__ import annotations
 
@@ -10,23 +10,27 @@ import typer
 
 
 def _benchmarks_dir() -> Path:
-    for candidate in (Path.cwd() / "benchmarks", Path(__file__).resolve().parents[3] / "benchmarks"):
+    for candidate in (Path.cwd() / "benchmarks",
+                      Path(__file__).resolve().parents[3] / "benchmarks"):
         if candidate.is_dir():
             return candidate
     raise typer.BadParameter("benchmarks/ not found: run from a checkout of the repository")
 
 
-def bench(name: str = typer.Argument(..., help="store | search | bulk | events | overview | auth | policy"),
-          args: list[str] = typer.Argument(None, help="extra arguments, e.g. sqlite")) -> None:
-    """Run a benchmark and print its figures."""
+def bench(ctx: typer.Context,
+          name: str = typer.Argument(..., help="store | search | bulk | auth | policy")) -> None:
+    """Run a benchmark and print its figures; further arguments (sqlite, postgresql,
+    --small …) go to the benchmark."""
     d = _benchmarks_dir()
     script = d / f"bench_{name}.py"
     if not script.exists():
         raise typer.BadParameter(f"no benchmark {name!r} in {d}")
     sys.path.insert(0, str(d))
-    sys.argv = [str(script), *(args or [])]
+    sys.argv = [str(script), *[a for a in ctx.args if a != "--"]]
     runpy.run_path(str(script), run_name="__main__")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", help="Run a benchmark (code under benchmarks/).")(bench)
+    app.command("bench", help="Run a benchmark (code under benchmarks/).",
+                context_settings={"allow_extra_args": True,
+                                  "ignore_unknown_options": True})(bench)
