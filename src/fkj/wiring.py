@@ -23,6 +23,8 @@ def wire(fkj: FkjApp) -> FkjApp:
         _wire_security(fkj)
     from fkj.bulk.routes import export_routes
     fkj.extra_routes.extend(export_routes(fkj))
+    from fkj.views.wiring import register_views
+    register_views(fkj)
     return fkj
 
 

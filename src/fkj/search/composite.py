@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_
 
 from fkj.errors import InvalidSearch
 from fkj.store.schema import idx_composite
@@ -104,36 +104,44 @@ def composite_criterion(builder, r, rtype, p, values: list[str], raw_name: str):
     types = component_types(builder, p)
     if not 1 <= len(types) <= 3:
         raise InvalidSearch(f"composite parameter {p.code} is not supported", expression=raw_name)
-    idx = idx_composite.alias()
-    ors = []
+    parsed = []
     for value in values:
         parts = split_dollar(value)
         if len(parts) != len(types) or any(x == "" for x in parts):
             raise InvalidSearch(f"{raw_name}: a value needs {len(types)} parts separated by $, "
                                 f"got {value!r}", expression=raw_name)
-        conds = []
-        for i, (ctype, part) in enumerate(zip(types, parts), start=1):
-            ns = _columns(idx, i, ctype)
-            if ctype == "token":
-                conds.append(token_p.predicate(ns, None, part, raw_name))
-            elif ctype == "quantity":
-                conds.append(number_p.quantity_predicate(ns, None, part, raw_name))
-            elif ctype == "number":
-                conds.append(number_p.predicate(ns, None, part, raw_name))
-            elif ctype == "date":
-                conds.append(date_p.predicate(ns.c.low, ns.c.high, None, part, raw_name))
-            elif ctype == "string":
-                conds.append(string_p.predicate(ns, None, part, raw_name))
-            elif ctype == "uri":
-                conds.append(uri_p.predicate(ns, None, part, raw_name))
-            elif ctype == "reference":
-                conds.append(reference_p.predicate(ns, None, part, raw_name,
-                                                   own_base=builder.own_base,
-                                                   known_type=builder.known_type))
-            else:
-                raise InvalidSearch(f"composite parameter {p.code}: component type {ctype} is "
-                                    "not supported", expression=raw_name)
-        ors.append(and_(*conds))
-    sub = select(idx.c.rid).where(idx.c.tenant == builder.tenant, idx.c.param == p.code,
-                                  *([idx.c.type == rtype] if rtype else []), or_(*ors))
-    return r.c.rid.in_(sub)
+        parsed.append(parts)
+
+    def build(idx):
+        ors = []
+        for parts in parsed:
+            conds = []
+            for i, (ctype, part) in enumerate(zip(types, parts), start=1):
+                ns = _columns(idx, i, ctype)
+                if ctype == "token":
+                    conds.append(token_p.predicate(ns, None, part, raw_name))
+                elif ctype == "quantity":
+                    conds.append(number_p.quantity_predicate(ns, None, part, raw_name))
+                elif ctype == "number":
+                    conds.append(number_p.predicate(ns, None, part, raw_name))
+                elif ctype == "date":
+                    conds.append(date_p.predicate(ns.c.low, ns.c.high, None, part, raw_name))
+                elif ctype == "string":
+                    conds.append(string_p.predicate(ns, None, part, raw_name))
+                elif ctype == "uri":
+                    conds.append(uri_p.predicate(ns, None, part, raw_name))
+                elif ctype == "reference":
+                    conds.append(reference_p.predicate(ns, None, part, raw_name,
+                                                       own_base=builder.own_base,
+                                                       known_type=builder.known_type))
+                else:
+                    raise InvalidSearch(f"composite parameter {p.code}: component type {ctype} "
+                                        "is not supported", expression=raw_name)
+            ors.append(and_(*conds))
+        return or_(*ors)
+
+    build(idx_composite.alias())  # validate the values now (errors before any SQL runs)
+    # a first token component is an equality the lookup index (…, c1_v, c1_s) finds: a list
+    # that can drive the query; otherwise a per-row check through ix_idx_composite_rid
+    return builder._has_row(r, idx_composite, p.code, rtype, build,
+                            correlated=types[0] != "token")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, false, func, not_, or_, select, true
+from sqlalchemy import Connection, and_, exists, false, func, not_, or_, select, true, union_all
 
 from fkj.errors import InvalidSearch
 from fkj.search.params import date as date_p
@@ -52,7 +52,9 @@ class SearchResult:
 class Options:
     count: int = 50
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
-    total: str = "none"
+    #: "auto" (the default): the total only when the first page holds every match (it is then
+    #: free); "none"; "accurate" (count); "estimate" (PostgreSQL: the planner's estimate)
+    total: str = "auto"
     cursor: tuple | None = None
     include: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
     revinclude: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
@@ -64,7 +66,7 @@ class Options:
 # ---------------------------------------------------------------------------- entry points
 def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str, str]],
                *, strict: bool = False, default_count: int = 50, max_count: int = 1000,
-               default_total: str = "accurate") -> SearchResult:
+               default_total: str = "auto") -> SearchResult:
     types = [rtype] if rtype else None
     _reject_nul(params)
     opts, criteria_params = parse_options(params, default_count, max_count, default_total,
@@ -80,24 +82,20 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
                 if not builder.known_type(t):
                     raise InvalidSearch(f"_type: unknown resource type {t!r}", expression="_type")
     r = resource.alias("r")
-    conds = [r.c.tenant == repo.tenant, r.c.deleted.is_(False)]
-    if types is not None:
-        conds.append(r.c.type.in_(types) if len(types) > 1 else r.c.type == types[0])
-    applied = []
-    for name, value in criteria_params:
-        c = builder.criterion(r, rtype, name, value)
-        if c is not None:
-            conds.append(c)
-            applied.append((name, value))
-    for hook in repo.services.hooks.search_filters:
-        extra = hook(repo, r, rtype)
-        if extra is not None:
-            conds.append(extra)
+    builder.top = r
+    conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
+    if conn.dialect.name == "sqlite" and len(builder.drivers) > 1:
+        # SQLite materialises every ``rid IN (…)`` list in full: let only the shortest one
+        # drive, and check the others per row (EXISTS). Same rows, another plan.
+        keep = _shortest(conn, builder.drivers)
+        builder.demote = set(range(len(builder.drivers))) - {keep}
+        builder.drivers = []
+        builder._driver_no = 0
+        warnings.clear()
+        conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
     where = and_(*conds)
-    total = None
-    if opts.total in ("accurate", "estimate") or opts.summary == "count" or opts.count == 0:
-        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
     if opts.summary == "count" or opts.count == 0:
+        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
         return SearchResult([], total=total, warnings=warnings, applied=applied)
 
     sort_exprs = [(builder.sort_expr(r, rtype, name), desc, name) for name, desc in opts.sort]
@@ -117,8 +115,46 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
         next_cursor = encode_cursor([getattr(last, f"s{i}") for i in range(len(sort_exprs))]
                                     + [last.rid])
     matches = [Row(x.rid, x.type, x.id, x.version, x.last_updated, x.content) for x in rows]
+    total = _total(conn, opts, r, where, len(matches), next_cursor is None)
     includes = builder.includes(matches, opts) if (opts.include or opts.revinclude) else []
     return SearchResult(matches, includes, total, next_cursor, warnings, applied)
+
+
+#: below this many estimated matches ``_total=estimate`` counts (cheap, and exact)
+ESTIMATE_COUNT_BELOW = 10_000
+
+
+def _total(conn: Connection, opts: Options, r, where, page_len: int,
+           last_page: bool) -> int | None:
+    """The Bundle total. A first page without a next page holds every match, so its length
+    is the total at no cost; otherwise only ``_total=accurate`` (a count) and
+    ``_total=estimate`` (PostgreSQL's row estimate; a count on SQLite or when the estimate
+    is small) pay for one. ``_total=none`` never reports it."""
+    if opts.total == "none":
+        return None
+    if last_page and opts.cursor is None:
+        return page_len
+    if opts.total == "estimate" and conn.dialect.name == "postgresql":
+        est = _estimate(conn, select(r.c.rid).where(where))
+        if est is not None and est >= ESTIMATE_COUNT_BELOW:
+            return est
+    if opts.total in ("accurate", "estimate"):
+        return conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+    return None
+
+
+def _estimate(conn: Connection, stmt) -> int | None:
+    """PostgreSQL planner's row estimate for ``stmt`` (EXPLAIN (FORMAT JSON), not run)."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    try:
+        with conn.begin_nested():
+            plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled),
+                                        compiled.params).scalar_one()
+        if isinstance(plan, str):
+            plan = orjson.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+    except Exception:  # noqa: BLE001 - an estimate is optional; fall back to counting
+        return None
 
 
 def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]],
@@ -145,6 +181,39 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
 
 
 # ---------------------------------------------------------------------------- options
+def _conditions(repo, builder, r, rtype, types, criteria_params):
+    conds = [r.c.tenant == repo.tenant, r.c.deleted.is_(False)]
+    if types is not None:
+        conds.append(r.c.type.in_(types) if len(types) > 1 else r.c.type == types[0])
+    applied = []
+    for name, value in criteria_params:
+        c = builder.criterion(r, rtype, name, value)
+        if c is not None:
+            conds.append(c)
+            applied.append((name, value))
+    for hook in repo.services.hooks.search_filters:
+        extra = hook(repo, r, rtype)
+        if extra is not None:
+            conds.append(extra)
+    return conds, applied
+
+
+#: how many index rows the driver probe looks at per candidate (enough to tell short from long)
+PROBE_CAP = 1000
+_DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "string": 3, "composite": 4}
+
+
+def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> int:
+    """Index of the candidate ``rid IN (…)`` list with the fewest rows (counted up to
+    PROBE_CAP through the lookup index; ties go to the usually more selective type)."""
+    sizes = []
+    for i, (ptype, stmt) in enumerate(drivers):
+        n = conn.execute(select(func.count()).select_from(
+            stmt.limit(PROBE_CAP).subquery())).scalar_one()
+        sizes.append((n, _DRIVER_RANK.get(ptype, 5), i))
+    return min(sizes)[2]
+
+
 def parse_options(params, default_count, max_count, default_total, strict):
     opts = Options(count=default_count, total=default_total, strict=strict)
     rest = []
@@ -268,6 +337,13 @@ class _Builder:
         self.warnings = warnings
         self.registry = repo.registry
         self.own_base = f"{repo.services.settings.base_url}/fhir/{repo.tenant}/"
+        #: the search's resource alias; its ``rid IN (…)`` candidates are ``drivers``
+        #: (parameter type, rid select), numbered in build order; those in ``demote`` are
+        #: built as correlated EXISTS instead
+        self.top = None
+        self.drivers: list[tuple[str, Any]] = []
+        self.demote: set[int] = set()
+        self._driver_no = 0
 
     def known_type(self, name: str) -> bool:
         from fkj.model.validation import is_known_type
@@ -314,7 +390,8 @@ class _Builder:
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise InvalidSearch(f"{raw_name} must be true or false", expression=raw_name)
-            present = r.c.rid.in_(self._index_select(p, rtype, None))
+            table = INDEX_TABLES.get(p.type, INDEX_TABLES["token"])
+            present = self._has_row(r, table, p.code, rtype, lambda idx: true(), True)
             return not_(present) if value == "true" else present
         values = split_values(value)
         if any(v == "" for v in values):
@@ -330,29 +407,57 @@ class _Builder:
             raise InvalidSearch(f"search parameter {name!r} of type {p.type} is not supported",
                                 expression=raw_name)
 
-        def sub(build):
-            idx = table.alias()
-            return select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
-                                           *([idx.c.type == rtype] if rtype else []), build(idx))
-
+        # Selective equality predicates (token/reference/string/uri values, which the
+        # ``ix_idx_*_lookup`` indexes find directly) become ``r.rid IN (SELECT rid …)``, so
+        # their short lists drive the query. Ranges (date/number/quantity prefixes), ``ne``,
+        # ``:not``, ``:contains``, ``:text`` and ``:identifier`` cannot use those indexes;
+        # they become correlated ``EXISTS`` checked per candidate row through the
+        # ``ix_idx_*_rid`` (rid, param) index, instead of materialising every row of the
+        # parameter (SQLite builds IN lists in full).
         ranged = p.type in ("date", "number", "quantity")
+        correlated = ranged or modifier in ("not", "contains", "text", "identifier")
+
+        def has(build, corr=correlated):
+            return self._has_row(r, table, p.code, rtype, build, corr)
+
         plain = [v for v in values if not (ranged and _prefix(v)[0] == "ne")]
         ors = []
         if plain:
-            ors.append(r.c.rid.in_(sub(lambda idx: or_(*[
-                self._value_predicate(p, idx, modifier, v, raw_name) for v in plain]))))
+            ors.append(has(lambda idx: or_(*[
+                self._value_predicate(p, idx, modifier, v, raw_name) for v in plain])))
         for v in values:
             if v in plain:
                 continue
             # ne: the resource has a value, and none of its values equals the search value
             eq_v = "eq" + v[2:]
-            eq_sub = sub(lambda idx, eq_v=eq_v: self._value_predicate(p, idx, modifier, eq_v,
-                                                                      raw_name))
-            ors.append(and_(r.c.rid.in_(sub(lambda idx: true())), not_(r.c.rid.in_(eq_sub))))
+            ors.append(and_(has(lambda idx: true()), not_(has(
+                lambda idx, eq_v=eq_v: self._value_predicate(p, idx, modifier, eq_v,
+                                                             raw_name)))))
         cond = or_(*ors)
         if p.type == "token" and modifier == "not":
             return not_(cond)
         return cond
+
+    def _has_row(self, r, table, code: str, rtype, build, correlated: bool):
+        """``r`` has a row of ``table`` for parameter ``code`` satisfying ``build(idx)``:
+        ``r.rid IN (SELECT rid …)`` (an index lookup that drives the query) or, when
+        ``correlated``, ``EXISTS (SELECT 1 … WHERE idx.rid = r.rid …)`` (a per-row check).
+        Both mean the same; only the plan differs."""
+        idx = table.alias()
+        conds = [idx.c.tenant == self.tenant, idx.c.param == code,
+                 *([idx.c.type == rtype] if rtype else [])]
+        if not correlated and r is self.top:
+            # a candidate to drive the query (see run_search)
+            n = self._driver_no
+            self._driver_no += 1
+            if n in self.demote:
+                correlated = True
+            else:
+                self.drivers.append((table.name[4:], select(idx.c.rid).where(*conds,
+                                                                           build(idx))))
+        if correlated:
+            return exists().where(idx.c.rid == r.c.rid, *conds, build(idx))
+        return r.c.rid.in_(select(idx.c.rid).where(*conds, build(idx)))
 
     def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name):
         t = p.type
@@ -372,13 +477,6 @@ class _Builder:
         if t == "uri":
             return uri_p.predicate(idx, modifier, value, raw_name)
         raise InvalidSearch(f"parameter type {t} is not supported", expression=raw_name)
-
-    def _index_select(self, p: SearchParam, rtype, cond):
-        idx = INDEX_TABLES[p.type].alias() if p.type in INDEX_TABLES else INDEX_TABLES["token"].alias()
-        conds = [idx.c.tenant == self.tenant, idx.c.param == p.code]
-        if rtype:
-            conds.append(idx.c.type == rtype)
-        return select(idx.c.rid).where(*conds)
 
     def _resource_column(self, col, modifier, value, raw_name):
         if modifier not in (None, "not", "missing"):
@@ -483,29 +581,47 @@ class _Builder:
         return r.c.id.in_(select(ref.c.target_id).where(*conds))
 
     def _compartment(self, r, rtype, value, raw_name):
-        """``_compartment=Patient/123``: OR over the compartment's parameters of each type."""
+        """``_compartment=Patient/123``: the resources of each member type that refer to the
+        owner through one of the type's compartment parameters (and the owner itself).
+
+        One ``r.rid IN (…)`` over a single ``idx_reference`` range (tenant, target type and
+        id: ``ix_idx_reference_target``), the (type, parameter) pairs checked per index row,
+        plus the owner — instead of one sub-select per member type OR-ed together."""
         from fkj.search.compartments import compartment_params, definitions, member_types
         ctype, _, cid = value.partition("/")
         if ctype not in definitions() or not cid:
             raise InvalidSearch(f"{raw_name}: {value!r} is not a compartment",
                                 expression=raw_name)
         types = [rtype] if rtype else sorted(set(member_types(ctype)) | {ctype})
-        ors = []
+        by_codes: dict[tuple[str, ...], list[str]] = {}   # parameter codes -> member types
+        owner_types = []
         for t in types:
             params = compartment_params(ctype, t)
-            conds = []
             if t == ctype or "{def}" in params:
-                conds.append(r.c.id == cid)
-            codes = [c for c in params if c != "{def}" and (sp := self.param(t, c)) is not None
-                     and sp.type == "reference"]
+                owner_types.append(t)
+            codes = tuple(sorted(c for c in params if c != "{def}"
+                                 and (sp := self.param(t, c)) is not None
+                                 and sp.type == "reference"))
             if codes:
-                ref = INDEX_TABLES["reference"].alias()
-                conds.append(r.c.rid.in_(select(ref.c.rid).where(
-                    ref.c.tenant == self.tenant, ref.c.type == t, ref.c.param.in_(codes),
-                    ref.c.target_type == ctype, ref.c.target_id == cid)))
-            if conds:
-                ors.append(or_(*conds) if rtype else and_(r.c.type == t, or_(*conds)))
-        return or_(*ors) if ors else false()
+                by_codes.setdefault(codes, []).append(t)
+        parts = []
+        if by_codes:
+            ref = INDEX_TABLES["reference"].alias()
+            pairs = [and_(ref.c.type.in_(ts) if len(ts) > 1 else ref.c.type == ts[0],
+                          ref.c.param.in_(codes) if len(codes) > 1 else ref.c.param == codes[0])
+                     for codes, ts in sorted(by_codes.items())]
+            parts.append(select(ref.c.rid).where(
+                ref.c.tenant == self.tenant, ref.c.target_type == ctype,
+                ref.c.target_id == cid, or_(*pairs)))
+        if owner_types:
+            o = resource.alias()
+            parts.append(select(o.c.rid).where(
+                o.c.tenant == self.tenant,
+                o.c.type.in_(owner_types) if len(owner_types) > 1 else o.c.type == owner_types[0],
+                o.c.id == cid))
+        if not parts:
+            return false()
+        return r.c.rid.in_(parts[0] if len(parts) == 1 else union_all(*parts))
 
     def _token_in(self, r, rtype, p, modifier, values, raw_name):
         from fkj.search.valuesets import expand_codes
@@ -513,11 +629,11 @@ class _Builder:
         for v in values:
             codes.extend(expand_codes(self.repo, self.conn, v, raw_name,
                                       policy=self._policy(resource, "ValueSet")))
-        idx = INDEX_TABLES["token"].alias()
-        ors = [and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()]
-        sub = select(idx.c.rid).where(idx.c.tenant == self.tenant, idx.c.param == p.code,
-                                      *([idx.c.type == rtype] if rtype else []), or_(*ors))
-        return not_(r.c.rid.in_(sub)) if modifier == "not-in" else r.c.rid.in_(sub)
+        def build(idx):
+            return or_(*[and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()])
+        if modifier == "not-in":
+            return not_(self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, True))
+        return self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, False)
 
     def _of_type(self, r, rtype, p, values, raw_name):
         idx = INDEX_TABLES["token"].alias()
@@ -559,7 +675,7 @@ class _Builder:
             for src_type, param, target, iterate in opts.include:
                 if round_no > 0 and not iterate:
                     continue
-                found += self._include_targets(frontier, src_type, param, target)
+                found += self._include_targets(frontier, src_type, param, target, seen)
             for src_type, param, target, iterate in opts.revinclude:
                 if round_no > 0 and not iterate:
                     continue
@@ -575,7 +691,7 @@ class _Builder:
                 break
         return out
 
-    def _include_targets(self, rows, src_type, param, target) -> list[Row]:
+    def _include_targets(self, rows, src_type, param, target, seen=frozenset()) -> list[Row]:
         rids = [x.rid for x in rows if src_type == "*" or x.type == src_type]
         if not rids:
             return []
@@ -586,7 +702,8 @@ class _Builder:
             q = q.where(ref.c.param == param)
         if target:
             q = q.where(ref.c.target_type == target)
-        keys = {(t, i) for t, i in self.conn.execute(q) if t}
+        # resources already in the result are not fetched again (they would be dropped)
+        keys = {(t, i) for t, i in self.conn.execute(q) if t and (t, i) not in seen}
         return self._fetch(keys)
 
     def _revinclude(self, rows, src_type, param, target) -> list[Row]:

@@ -126,7 +126,9 @@ INDEX_TABLES = {
 }
 
 for _t in INDEX_TABLES.values():
-    Index(f"ix_{_t.name}_rid", _t.c.rid)
+    # (rid, param): a resource's rows of one parameter, for the search's per-row checks
+    # (correlated EXISTS for ranges, :missing, :not …); the rid prefix serves deletes
+    Index(f"ix_{_t.name}_rid", _t.c.rid, _t.c.param)
 Index("ix_idx_string_lookup", idx_string.c.tenant, idx_string.c.type, idx_string.c.param,
       idx_string.c.norm)
 Index("ix_idx_token_lookup", idx_token.c.tenant, idx_token.c.type, idx_token.c.param,

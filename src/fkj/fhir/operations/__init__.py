@@ -16,6 +16,9 @@ OPERATIONS: dict[str, str] = {
     "validate": "validate",
     "export": "export",
     "everything": "everything",
+    "akuttilgang": "akuttilgang",
+    "akuttilganger": "akuttilganger",
+    "oversikt": "oversikt",
 }
 
 

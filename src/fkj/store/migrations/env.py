@@ -5,6 +5,7 @@ from alembic import context
 import fkj.security.tables  # noqa: F401  (registers its tables on the metadata)
 import fkj.security.audit.tables  # noqa: F401  (audit log tables)
 import fkj.bulk.tables  # noqa: F401  (bulk import progress, export jobs)
+import fkj.security.policy.tables  # noqa: F401  (emergency access grants)
 from fkj.store.schema import metadata
 
 config = context.config

@@ -1,0 +1,93 @@
+"""The policy matrix: role × care relation × block × emergency × sensitivity, for read,
+search (ids and totals), _include, history and $everything."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.policy import world as W
+from tests.policy.conftest import enable_policy, ids, personnel, system
+
+REASON = {"resourceType": "Parameters",
+          "parameter": [{"name": "reason", "valueString": "bevisstløs pasient på legevakt"}]}
+
+
+@pytest.fixture(scope="module")
+def matrix(db, fkj_app, asgi_app):
+    tenant = db.new_tenant()
+    enable_policy(fkj_app, tenant)
+    W.build(system(asgi_app, fkj_app, tenant))
+    clients = {}
+    for role in W.ROLES:
+        for em in (False, True):
+            c = personnel(asgi_app, fkj_app, tenant, W.prac_id(role, em), [role], W.UNIT,
+                          W.hpr(role, em))
+            clients[(role, em)] = c
+            if em:
+                for rel in W.RELATIONS:
+                    for blk in W.BLOCKS:
+                        r = c.post(f"{c.base}/Patient/{W.patient_id(rel, blk)}/$akuttilgang",
+                                   json=REASON)
+                        assert r.status_code == 200, r.text
+    return clients
+
+
+#: the full cross for lege (all four with FKJ_FULL_MATRIX=1), a slice for the others (runtime)
+FULL_ROLES = (("lege", "sykepleier", "helsefagarbeider", "saksbehandler")
+              if os.environ.get("FKJ_FULL_MATRIX") == "1" else ("lege",))
+CASES = [pytest.param(role, rel, blk, em, sens,
+                      id=f"{role}-rel_{rel}-block_{blk}-{'btg' if em else 'nobtg'}-{sens}")
+         for role in W.ROLES for rel in W.RELATIONS for blk in W.BLOCKS
+         for em in (False, True) for sens in ("plain", "psy")
+         if role in FULL_ROLES or (rel in ("none", "careteam") and blk in ("none", "category"))]
+
+
+@pytest.mark.parametrize("role,rel,blk,emergency,sens", CASES)
+def test_matrix(matrix, role, rel, blk, emergency, sens):
+    c = matrix[(role, emergency)]
+    pid = W.patient_id(rel, blk)
+    target = f"c-{pid}-{sens}"
+    visible = W.condition_visible(role, rel, blk, emergency, sens)
+    plain_visible = W.condition_visible(role, rel, blk, emergency, "plain")
+    psy_visible = W.condition_visible(role, rel, blk, emergency, "psy")
+    expected_ids = {x for x, v in ((f"c-{pid}-plain", plain_visible),
+                                   (f"c-{pid}-psy", psy_visible)) if v}
+
+    # read
+    r = c.get(f"{c.base}/Condition/{target}")
+    assert r.status_code == (200 if visible else 403), r.text
+    if not visible:
+        assert "diagnose" not in r.text
+
+    # search: ids and totals agree
+    r = c.get(f"{c.base}/Condition", params={"patient": pid, "_total": "accurate"})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert ids(b, "Condition", "match") == expected_ids
+    assert b["total"] == len(expected_ids)
+
+    # _include from the Encounter
+    r = c.get(f"{c.base}/Encounter", params={"patient": pid,
+                                             "_include": "Encounter:diagnosis"})
+    assert r.status_code == 200, r.text
+    assert (target in ids(r.json(), "Condition", "include")) == visible
+
+    # history
+    r = c.get(f"{c.base}/Condition/{target}/_history")
+    if visible:
+        assert r.status_code == 200 and ids(r.json()) == {target}, r.text
+    else:
+        assert r.status_code in (403, 404), r.text
+        assert "diagnose" not in r.text
+
+    # $everything
+    r = c.get(f"{c.base}/Patient/{pid}/$everything")
+    if W.patient_visible(rel, blk, emergency):
+        assert r.status_code == 200, r.text
+        got = ids(r.json(), "Condition")
+        assert got == expected_ids
+    else:
+        assert r.status_code == 403, r.text
+        assert "diagnose" not in r.text

@@ -1,0 +1,124 @@
+"""$oversikt with the three national-service simulators running as separate processes."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from tests.views.conftest import (
+    PATIENTS,
+    configure,
+    headers,
+    overview,
+    resolve,
+    section,
+    section_items,
+    seed,
+)
+
+KJ_TYPES = {"AllergyIntolerance", "Consent", "Condition", "Flag", "Procedure",
+            "DeviceUseStatement"}
+ORDER = ["kritisk", "tjenester", "diagnoser", "legemidler", "provesvar", "kartlegging",
+         "hjelpemidler", "team"]
+
+
+def _client(asgi_app):
+    return TestClient(asgi_app, base_url="http://testserver")
+
+
+def _sources(simulators, tenant, **faults):
+    out = []
+    for kind in ("kjernejournal", "pll", "provesvar"):
+        fault = faults.get(kind)
+        sim = simulators.get(kind, tenant, PATIENTS, **({"fault": fault} if fault else {}))
+        out.append(sim.config(cache_ttl_s=0, breaker_threshold=1000))
+    return out
+
+
+def _sources_of(resource: dict) -> set[str]:
+    from fkj.sources.base import item_sources
+    return {u for u, _ in item_sources(resource)}
+
+
+def test_overview_all_sources_up(asgi_app, views_app, seeded, simulators):
+    configure(views_app.services.engine, seeded, _sources(simulators, seeded))
+    c = _client(asgi_app)
+    r = overview(c, seeded, f"{seeded}-pat-0", headers(views_app, seeded))
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["resourceType"] == "Bundle" and b["type"] == "document"
+    comp = b["entry"][0]["resource"]
+    assert comp["resourceType"] == "Composition"
+    assert [s["code"]["coding"][0]["code"] for s in comp["section"]] == ORDER
+    assert not any(e["resource"]["resourceType"] == "OperationOutcome" for e in b["entry"])
+    kritisk = section_items(b, "kritisk")
+    # the treatment limit at the top of the overview; same fact from KJ and local: once
+    assert kritisk[0]["resourceType"] == "Consent"
+    hlr = [x for x in kritisk if x["resourceType"] == "Consent"]
+    assert len(hlr) == 1
+    kj = simulators.get("kjernejournal", seeded, PATIENTS).url
+    local = f"http://testserver/fhir/{seeded}"
+    assert _sources_of(hlr[0]) == {local, kj}
+    allergies = [x for x in kritisk if x["resourceType"] == "AllergyIntolerance"]
+    assert len(allergies) == 1 and _sources_of(allergies[0]) == {local, kj}
+    # medications (PLL + local, merged) and lab results (prøvesvar + local)
+    meds = section_items(b, "legemidler")
+    assert meds and all(len(_sources_of(m)) == 2 for m in meds)
+    assert any("apixaban" in m["medicationCodeableConcept"]["text"].lower() for m in meds)
+    labs = section_items(b, "provesvar")
+    assert labs and all(x["resourceType"] == "Observation" for x in labs)
+    # every item carries its source: meta.source and a Provenance naming it
+    provs = [e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    targets = {t["reference"]: p["entity"][0]["what"]["identifier"]["value"]
+               for p in provs for t in p["target"]}
+    for e in b["entry"][1:]:
+        res = e["resource"]
+        if res["resourceType"] in ("Provenance", "OperationOutcome", "Patient"):
+            continue
+        assert res["meta"]["source"] in (local, kj, *[s["base_url"] for s in
+                                                      _sources(simulators, seeded)])
+        assert e["fullUrl"] in targets, e["fullUrl"]
+    # federated items are found by fødselsnummer and point at the local patient
+    assert all(x.get("patient", x.get("subject", {}))["reference"] == f"Patient/{seeded}-pat-0"
+               for x in kritisk)
+
+
+def test_hlr_minus_at_top_when_kjernejournal_is_down(asgi_app, views_app, seeded, simulators):
+    configure(views_app.services.engine, seeded,
+              _sources(simulators, seeded, kjernejournal="down"))
+    c = _client(asgi_app)
+    r = overview(c, seeded, f"{seeded}-pat-0", headers(views_app, seeded))
+    assert r.status_code == 200, r.text
+    b = r.json()
+    first = section_items(b, "kritisk")[0]
+    assert first["resourceType"] == "Consent"
+    assert first["provision"]["code"][0]["text"] == "HLR-minus"
+    assert first["meta"]["source"] == f"http://testserver/fhir/{seeded}"  # the local copy
+    oo = [e["resource"] for e in b["entry"] if e["resource"]["resourceType"] ==
+          "OperationOutcome"]
+    assert len(oo) == 1 and oo[0]["issue"][0]["details"]["coding"][0]["code"] == "kjernejournal"
+    assert "Kjernejournal" in section(b, "kritisk")["text"]["div"]
+    assert "Kjernejournal" in b["entry"][0]["resource"]["text"]["div"]
+    # the other sources still answered
+    assert section_items(b, "legemidler")
+
+
+def test_hlr_minus_only_in_kjernejournal(asgi_app, views_app, db, simulators):
+    """The local copy is gone: the treatment limit comes from Kjernejournal while it is up."""
+    from fkj.repository.repository import Repository
+    from fkj.types import Principal
+
+    t = seed(db, views_app)
+    repo = Repository(views_app.services, Principal.system(t), t)
+    repo.delete("Consent", f"{t}-p0-hlr-1")
+    c = _client(asgi_app)
+    configure(views_app.services.engine, t, _sources(simulators, t))
+    b = overview(c, t, f"{t}-pat-0", headers(views_app, t)).json()
+    first = section_items(b, "kritisk")[0]
+    kj = simulators.get("kjernejournal", t, PATIENTS).url
+    assert first["resourceType"] == "Consent" and first["meta"]["source"] == kj
+    assert _sources_of(first) == {kj}
+    # … and when Kjernejournal is down too, the overview says so instead
+    configure(views_app.services.engine, t, _sources(simulators, t, kjernejournal="down"))
+    b = overview(c, t, f"{t}-pat-0", headers(views_app, t)).json()
+    assert not any(x["resourceType"] == "Consent" for x in section_items(b, "kritisk"))
+    assert "Kjernejournal" in section(b, "kritisk")["text"]["div"]
