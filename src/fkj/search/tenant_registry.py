@@ -21,6 +21,10 @@ _lock = threading.Lock()
 
 
 def tenant_registry(services, tenant: str) -> Registry:
+    if services.engine is None:
+        # a worker process without a database (bulk import preparation): the registry the
+        # parent handed over, else the R4 definitions
+        return services.extras.get("registry") or default_registry()
     cache: dict = services.extras.setdefault("tenant_registries", {})
     hit = cache.get(tenant)
     now = time.monotonic()
