@@ -19,6 +19,7 @@ from fkj.errors import (
     FhirError,
     NotAcceptable,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from fkj.fhir.jsonio import parse_body
@@ -66,8 +67,13 @@ class FkjApp:
             return Principal(kind="client", subject="anonymous", tenant=tenant)
         return self.principal_for(headers, tenant)
 
-    def handle(self, req: FhirRequest, principal: Principal | None = None) -> FhirResponse:
-        """Run one FHIR request to completion (called in a worker thread)."""
+    def handle(self, req: FhirRequest, principal: Principal | None = None,
+               pending: list | None = None) -> FhirResponse:
+        """Run one FHIR request to completion (called in a worker thread).
+
+        An after-response hook may return a ``concurrent.futures.Future`` (the audit log's
+        commit): with ``pending`` given, the futures are appended there for the caller to
+        await before it answers; otherwise they are waited for here."""
         from fkj.fhir.router import dispatch
 
         response, error = None, None
@@ -80,10 +86,39 @@ class FkjApp:
             error, response = e, outcome_for(e)
         try:
             for hook in self.after_response:
-                hook(self, req, principal, response, error)
+                fut = hook(self, req, principal, response, error)
+                if fut is None:
+                    continue
+                if pending is not None:
+                    pending.append(fut)
+                else:
+                    wait_hook(fut)
         except FhirError as e:
             return outcome_for(e)
         return response
+
+
+def wait_hook(fut, timeout: float = 30.0) -> None:
+    """Wait for an after-response hook's future; its failure fails the request (503)."""
+    try:
+        fut.result(timeout=timeout)
+    except FhirError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ServiceUnavailable(f"the access could not be recorded in the audit log: {e}") \
+            from e
+
+
+async def await_hooks(pending: list, timeout: float = 30.0) -> None:
+    import asyncio
+    for fut in pending:
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except FhirError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ServiceUnavailable(
+                f"the access could not be recorded in the audit log: {e}") from e
 
 
 def build_fkj(settings: Settings | None = None, engine=None) -> FkjApp:
@@ -174,10 +209,22 @@ def create_app(fkj: FkjApp) -> Starlette:
             req = FhirRequest(request.method, tenant, [s for s in path.split("/") if s], query,
                               headers, body)
         except FhirError as e:
-            return to_response(outcome_for(e))
+            resp = outcome_for(e)
+            if fkj.after_response:  # refusals before dispatch (401, 403, 415 …) are audited
+                failed = FhirRequest(request.method, tenant, [s for s in path.split("/") if s],
+                                     list(request.query_params.multi_items()), headers, None)
+                resp = await run_in_threadpool(_after_refusal, fkj, failed, e, resp)
+            return to_response(resp)
         if _is_point_read(req):
-            # a primary-key lookup costs less than the hop to a worker thread
-            resp = _safe_handle(fkj, req, principal)
+            # a primary-key lookup costs less than the hop to a worker thread; the audit
+            # record's commit is awaited without blocking the event loop
+            pending: list = []
+            resp = _safe_handle(fkj, req, principal, pending)
+            if pending:
+                try:
+                    await await_hooks(pending)
+                except FhirError as e:
+                    resp = outcome_for(e)
         else:
             resp = await run_in_threadpool(_safe_handle, fkj, req, principal)
         if request.method == "HEAD":
@@ -218,9 +265,34 @@ def _is_point_read(req: FhirRequest) -> bool:
             and not s[1].startswith(("$", "_")))
 
 
-def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = None) -> FhirResponse:
+def _after_refusal(fkj: FkjApp, req: FhirRequest, error: FhirError,
+                   resp: FhirResponse) -> FhirResponse:
+    """Run the after-response hooks for a request refused before dispatch; an unknown
+    tenant has no log to write to."""
+    from fkj.errors import NotFound
     try:
-        return fkj.handle(req, principal)
+        fkj.services.tenants.get(req.tenant)
+    except NotFound:
+        return resp
+    try:
+        for hook in fkj.after_response:
+            fut = hook(fkj, req, None, resp, error)
+            if fut is not None:
+                wait_hook(fut)
+    except FhirError as e:
+        return outcome_for(e)
+    except Exception:  # noqa: BLE001
+        log.exception("after-response hook failed on a refused request")
+        from fkj.errors import Issue
+        return FhirResponse(503, operation_outcome(
+            [Issue("fatal", "transient", "the refused request could not be audited")]))
+    return resp
+
+
+def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = None,
+                 pending: list | None = None) -> FhirResponse:
+    try:
+        return fkj.handle(req, principal, pending)
     except Exception:  # a bug: log it, answer with an OperationOutcome, never a bare 500 page
         log.exception("unhandled error on %s %s", req.method, "/".join(req.segments))
         from fkj.errors import Issue

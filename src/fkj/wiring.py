@@ -21,6 +21,7 @@ def wire(fkj: FkjApp) -> FkjApp:
         fkj.directory = _demo_directory(fkj)
     if fkj.settings.auth_enabled:
         _wire_security(fkj)
+        _wire_policy_and_audit(fkj)
     from fkj.bulk.routes import export_routes
     fkj.extra_routes.extend(export_routes(fkj))
     from fkj.views.wiring import register_views
@@ -53,6 +54,20 @@ def _wire_security(fkj: FkjApp) -> None:
     hooks.check_result.append(check_result)
     hooks.search_filters.append(compartment_filter)
     fkj.capability_hooks.append(_smart_capability(settings.base_url))
+
+
+def _wire_policy_and_audit(fkj: FkjApp) -> None:
+    """The need-to-know policy (``FKJ_POLICY=0`` switches it off, benchmarks only) and the
+    audit log (``FKJ_AUDIT=0``, benchmarks only). The policy hooks run after the scope check;
+    the audit guard runs first."""
+    import os
+
+    from fkj.security.audit.wiring import register_audit
+    from fkj.security.policy import register_policy
+
+    if os.environ.get("FKJ_POLICY", "1") != "0":
+        register_policy(fkj)
+    register_audit(fkj)
 
 
 def _smart_capability(base_url: str):

@@ -222,15 +222,6 @@ CASES = [
         "name": [{"family": "Nordmann", "given": ["Ingrid"]}],
         "telecom": [{"system": "phone", "value": "+47 90 12 34 56"}]},
         by_patient()),
-    TypeCase("AuditEvent", lambda x: {
-        "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                 "code": "rest", "display": "RESTful Operation"},
-        "action": "R", "recorded": "2024-03-02T10:00:00+01:00", "outcome": "0",
-        "agent": [{"who": r(x["practitioner"]), "requestor": True}],
-        "source": {"observer": r(x["organization"])},
-        "entity": [{"what": r(x["patient"])}]},
-        lambda x, res: ("agent", x["practitioner"])),
     TypeCase("Provenance", lambda x: {
         "resourceType": "Provenance", "target": [r(x["patient"])],
         "recorded": "2024-03-02T10:00:00+01:00",
@@ -238,7 +229,7 @@ CASES = [
         lambda x, res: ("target", x["patient"])),
 ]
 
-assert len({c.rtype for c in CASES}) == 28
+assert len({c.rtype for c in CASES}) == 27  # + AuditEvent, append-only (below)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.rtype for c in CASES])
@@ -279,3 +270,27 @@ def test_type_lifecycle(client, refs, case):
     assert gone.status_code == 410, gone.text
     assert gone.json()["resourceType"] == "OperationOutcome"
     assert rid not in match_ids(client.get(base, params={param: value}).json())
+
+
+def _audit_event(x):
+    return ({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                 "code": "rest", "display": "RESTful Operation"},
+        "action": "R", "recorded": "2024-03-02T10:00:00+01:00", "outcome": "0",
+        "agent": [{"who": r(x["practitioner"]), "requestor": True}],
+        "source": {"observer": r(x["organization"])},
+        "entity": [{"what": r(x["patient"])}]})
+
+
+def test_audit_events_are_append_only_through_the_api(client, refs):
+    """AuditEvents are written by the server itself: the REST API refuses to create, change,
+    delete or read them (the log is read through $tilgangslogg)."""
+    base = f"{client.base}/AuditEvent"
+    r = client.post(base, json=_audit_event(refs), headers=FHIR)
+    assert r.status_code == 405, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    r = client.put(f"{base}/x1", json={**_audit_event(refs), "id": "x1"}, headers=FHIR)
+    assert r.status_code == 405, r.text
+    assert client.delete(f"{base}/x1").status_code == 405
+    assert client.get(base).status_code == 403

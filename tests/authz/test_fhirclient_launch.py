@@ -115,6 +115,13 @@ def test_fhirclient_standalone_launch(smart_server, client, db):
     picked = create(client, {"resourceType": "Patient",
                              "name": [{"family": "Fhirclientsen", "given": ["Pia"]}]})
     other = create(client, {"resourceType": "Patient", "name": [{"family": "Uvalgt"}]})
+    # the need-to-know policy: Lise Lege is on the picked patient's care team (only hers)
+    r = client.put(f"{client.base}/Practitioner/lege-1", json={
+        "resourceType": "Practitioner", "id": "lege-1", "name": [{"family": "Lege"}]})
+    assert r.status_code in (200, 201), r.text
+    create(client, {"resourceType": "CareTeam", "status": "active",
+                    "subject": {"reference": f"Patient/{picked['id']}"},
+                    "participant": [{"member": {"reference": "Practitioner/lege-1"}}]})
     _people[tenant] = [
         {"kind": "practitioner", "id": "Practitioner/lege-1", "name": "Lise Lege",
          "hpr_number": "9144900", "roles": ["lege"]},

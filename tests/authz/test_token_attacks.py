@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey
 
-from tests.authz.conftest import assert_no_data
+from tests.authz.conftest import OWN_FAMILY, assert_no_data
 
 SCOPE = "system/*.cruds"
 
@@ -245,9 +245,17 @@ def test_revocation_by_another_client_has_no_effect(token_service, anon, db, wor
 
 
 def test_citizen_token_with_invalid_acr(token_service, anon, world):
+    # the citizen is the patient whose fødselsnummer is her token's pid (the access policy
+    # gives a citizen her own record only)
+    from tests.api.builders import fnr
+    pnr = fnr()
+    r = world.client.put(f"{world.base}/Patient/{world.pa}", json={
+        "resourceType": "Patient", "id": world.pa, "name": [{"family": OWN_FAMILY}],
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": pnr}]})
+    assert r.status_code == 200, r.text
     token, _ = issue(token_service, world.tenant, scope="patient/*.rs", patient=world.pa,
-                     kind="citizen", acr="idporten-loa-high")
+                     kind="citizen", acr="idporten-loa-high", pid=pnr)
     assert get(anon, world, token).status_code == 200
     token2, _ = issue(token_service, world.tenant, scope="patient/*.rs", patient=world.pa,
-                      kind="citizen", acr="idporten-loa-high", extra={"acr": "Level2"})
+                      kind="citizen", acr="idporten-loa-high", pid=pnr, extra={"acr": "Level2"})
     refused(anon, world, token2)

@@ -41,7 +41,9 @@ def _resources() -> list[dict]:
 
 
 #: operations that exist only on some types (the rest apply to every type)
-OPERATION_TYPES = {"everything": ("Patient",), "export": ("Patient", "Group")}
+OPERATION_TYPES = {"everything": ("Patient",), "export": ("Patient", "Group"),
+                   "tilgangslogg": ("Patient",), "akuttilgang": ("Patient",),
+                   "oversikt": ("Patient",)}
 
 
 def _type_operations(rtype: str) -> list[dict]:

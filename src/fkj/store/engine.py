@@ -22,7 +22,8 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10,
+                synchronous: str = "FULL") -> Engine:
     url = normalise_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -37,7 +38,7 @@ def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10) -> Engi
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA cache_size=-65536")

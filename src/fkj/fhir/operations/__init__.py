@@ -18,6 +18,7 @@ OPERATIONS: dict[str, str] = {
     "everything": "everything",
     "akuttilgang": "akuttilgang",
     "akuttilganger": "akuttilganger",
+    "tilgangslogg": "tilgangslogg",
     "oversikt": "oversikt",
 }
 

@@ -54,5 +54,9 @@ def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> Fhir
     if cur.deleted:
         raise Gone(f"Patient/{rid} was deleted")
     row = open_grant(repo, rid, reason.strip())
+    # the audit record of this request is the break-the-glass act itself: purpose BTG, reason
+    repo.purpose = "ETREAT BTG"
+    repo.purpose_reason = reason.strip()
+    repo.btg_patients = set(getattr(repo, "btg_patients", set())) | {rid}
     return FhirResponse(200, {"resourceType": "Parameters", "id": f"akuttilgang-{row['id']}",
                               "parameter": grant_parameters(row)})

@@ -31,3 +31,21 @@ __all__ = [
     "audit_head", "audit_log", "audit_patient", "build_audit_event", "canonical",
     "record_hash", "search_audit", "verify_chain", "write_events",
 ]
+
+
+def record_access(services, tenant: str, principal, *, subtype: str, resources: list[str],
+                  patients: list[str], action: str = "R", outcome: str = "0",
+                  purpose: str | None = None, description: str | None = None) -> None:
+    """Audit an access that does not go through an HTTP response (export files, subscription
+    payloads, federated overview items): blocks until committed; raises
+    :class:`AuditUnavailable` (the access must then not happen). No-op when the audit log is
+    not wired (``services.extras["audit_writer"]`` absent) or switched off."""
+    writer = services.extras.get("audit_writer")
+    if writer is None:
+        return
+    writer.record(tenant, [build_audit_event(
+        principal, action=action, subtype=subtype, resources=resources, patients=patients,
+        outcome=outcome, purpose=purpose, description=description)])
+
+
+__all__.append("record_access")

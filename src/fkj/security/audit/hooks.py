@@ -28,7 +28,17 @@ def patients_of(op: Any) -> list[str]:
     from fkj.search.compartments import compartment_params
     params = set(compartment_params("Patient", op.type))
     out: list[str] = []
-    for row in (getattr(op, "index", None) or {}).get("reference", ()):
+    index = getattr(op, "index", None)
+    if not index and getattr(op, "deleted", False) and getattr(op, "content", None):
+        # a deletion carries the deleted content but no index rows: extract them
+        import orjson
+
+        from fkj.search.extract import extract
+        try:
+            index = extract(orjson.loads(op.content))
+        except Exception:  # noqa: BLE001 - the patient is a nicety for a deletion
+            index = {}
+    for row in (index or {}).get("reference", ()):
         # (param, target_type, target_id, url, ident_system, ident_value)
         if row[0] in params and row[1] == "Patient" and row[2]:
             ref = f"Patient/{row[2]}"

@@ -1,24 +1,24 @@
 """Group commit for read audits: ``AuditWriter.record`` returns only once the events are
-committed, yet concurrent readers share one transaction (and one fsync) per tenant.
+committed, yet concurrent readers share one transaction (and one disk flush) per tenant.
 
-A single background thread takes every request queued while the previous commit ran (plus
-whatever arrives within ``linger`` seconds), groups them by tenant, appends each tenant's
-events in one transaction (:func:`~fkj.security.audit.chain.append_in_transaction`) and then
-wakes the callers — with the exception if their tenant's commit failed, so the read fails
-instead of going unaudited.
+Leader-based: the caller that finds no commit running becomes the *leader* and commits,
+in its own thread, every record queued so far (its own and those that arrived while the
+previous commit ran), grouped by tenant, each tenant's in one transaction
+(:func:`~fkj.security.audit.chain.append_in_transaction`); the others wait for their
+future. An uncontended read thus pays no hand-over to another thread. A caller whose
+tenant's commit failed gets the exception, so the read fails instead of going unaudited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
-import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from fkj.errors import ServiceUnavailable
 from fkj.security.audit.chain import append_in_transaction
@@ -34,19 +34,34 @@ class AuditUnavailable(ServiceUnavailable):
 class AuditWriter:
     """Batches audit records from many threads into one transaction per tenant.
 
+    ``sync``: ``"full"`` — a record is on disk (fsync) before :meth:`record` returns;
+    ``"normal"`` — it is committed (visible, hash-chained, it survives a crash of the server
+    process) before :meth:`record` returns, and reaches the disk with the next WAL sync
+    (SQLite ``synchronous=NORMAL`` on the writer's own connection, PostgreSQL
+    ``synchronous_commit = off`` for the audit transaction): an operating-system crash or a
+    power loss can lose the last moments of read records, never a write's record (those
+    commit inside the write's own, fully synchronous transaction) and never the chain's
+    consistency.
+
     ``enabled = False`` turns auditing off (benchmarks only): ``record`` then returns at once.
     """
 
-    def __init__(self, engine: Engine, *, enabled: bool = True, linger: float = 0.002,
-                 max_batch: int = 5000, timeout: float = 30.0):
+    def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 5000,
+                 timeout: float = 30.0, sync: str = "full", **_ignored):
+        if sync not in ("full", "normal"):
+            raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
+        self.sync = sync
+        if sync == "normal" and engine.dialect.name == "sqlite":
+            # PRAGMA synchronous is per connection: the audit writer gets its own pool
+            from fkj.store.engine import make_engine
+            engine = make_engine(engine.url.render_as_string(hide_password=False),
+                                 pool_size=2, synchronous="NORMAL")
         self.engine = engine
         self.enabled = enabled
-        self.linger = linger
         self.max_batch = max_batch
         self.timeout = timeout
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._pending: deque = deque()
+        self._leader = threading.Lock()
         self._closed = False
         #: statistics: transactions committed and records written
         self.commits = 0
@@ -54,15 +69,16 @@ class AuditWriter:
 
     # ------------------------------------------------------------------ public API
     def submit(self, tenant: str, events: Sequence[dict]) -> Future:
-        """Queue ``events``; the future completes (or fails) when they are committed."""
+        """Queue ``events`` and, unless a commit is running, commit the queue in this
+        thread; the future completes (or fails) when they are committed."""
         fut: Future = Future()
         if not self.enabled or not events:
             fut.set_result(None)
             return fut
         if self._closed:
             raise AuditUnavailable("the audit writer is closed")
-        self._ensure_thread()
-        self._queue.put((tenant, list(events), fut))
+        self._pending.append((tenant, list(events), fut))
+        self._lead()
         return fut
 
     def record(self, tenant: str, events: Sequence[dict]) -> None:
@@ -87,51 +103,32 @@ class AuditWriter:
             raise AuditUnavailable(f"the access could not be audited: {e}") from e
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued and stop the background thread."""
-        with self._lock:
-            self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout)
+        """Commit what is queued; refuse new records."""
+        self._closed = True
+        if self._leader.acquire(timeout=timeout):
+            try:
+                self._drain()
+            finally:
+                self._leader.release()
 
-    # ------------------------------------------------------------------ the committing thread
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="fkj-audit-writer",
-                                                daemon=True)
-                self._thread.start()
+    # ------------------------------------------------------------------ committing
+    def _lead(self) -> None:
+        # whoever holds the lock commits everything queued; a record queued just after the
+        # leader's last look is picked up by re-checking after the release
+        while self._pending and self._leader.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._leader.release()
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            stop = item is None
-            batch = [] if stop else [item]
-            deadline = time.monotonic() + self.linger
-            n = len(item[1]) if item else 0
-            while n < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    remaining = deadline - time.monotonic()
-                    if stop or remaining <= 0:
-                        break
-                    try:
-                        nxt = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    stop = True
-                    continue
-                batch.append(nxt)
-                n += len(nxt[1])
-            if batch:
-                self._commit(batch)
-            if stop:
-                return
+    def _drain(self) -> None:
+        while self._pending:
+            batch, n = [], 0
+            while self._pending and n < self.max_batch:
+                item = self._pending.popleft()
+                batch.append(item)
+                n += len(item[1])
+            self._commit(batch)
 
     def _commit(self, batch: list[tuple[str, list[dict], Future]]) -> None:
         by_tenant: dict[str, list[tuple[list[dict], Future]]] = {}
@@ -141,6 +138,8 @@ class AuditWriter:
         for tenant, items in by_tenant.items():
             try:
                 with scope(self.engine, tenant, write=True) as conn:
+                    if self.sync == "normal" and conn.dialect.name == "postgresql":
+                        conn.execute(text("SET LOCAL synchronous_commit = off"))
                     append_in_transaction(conn, tenant, [e for events, _ in items for e in events])
             except Exception as e:  # noqa: BLE001 - reported to every waiting caller
                 log.error("audit commit for tenant %s failed: %s", tenant, e)

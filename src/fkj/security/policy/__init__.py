@@ -33,7 +33,10 @@ def register_policy(fkj, *, tenants: set[str] | None = None) -> None:
     from fkj.security.policy import hooks as H
 
     services = fkj.services
-    if tenants is not None:
+    if tenants is None:  # everywhere (a gate set by an earlier call is lifted)
+        services.extras["policy.everywhere"] = True
+        services.extras.pop(H.GATE_KEY, None)
+    elif not services.extras.get("policy.everywhere"):
         services.extras.setdefault(H.GATE_KEY, set()).update(tenants)
     if services.extras.get("policy.registered"):
         return
@@ -42,7 +45,9 @@ def register_policy(fkj, *, tenants: set[str] | None = None) -> None:
     if base.get("EpisodeOfCare", "team") is None:
         services.extras["registry"] = base.with_custom([TEAM_PARAM])
         services.extras.pop("tenant_registries", None)
+    from fkj.security.policy.cache import bump_on_write
     hooks = services.hooks
+    hooks.before_commit.append(bump_on_write)
     hooks.authorize.append(H.authorize)
     hooks.check_result.append(H.check_result)
     hooks.search_filters.append(H.search_filter)

@@ -31,6 +31,8 @@ from fkj.store.schema import idx_date, idx_reference, idx_token, resource
 CONSENT_KIND = "http://fkj.no/fhir/CodeSystem/consent-kind"
 FNR_SYSTEMS = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2")
 BLOCKED_TEXT = "noe informasjon er sperret av pasienten"
+#: related patients up to this many go into search SQL as a literal list
+LITERAL_LIMIT = 2000
 
 
 # ------------------------------------------------------------------------------ linkage
@@ -66,9 +68,13 @@ def patients_of(res: dict) -> set[str]:
             if row[0] in params and row[1] == "Patient" and row[2]}
 
 
-def covers(res: dict, param: str, now: float) -> bool:
-    """Whether the date parameter's period covers ``now`` (no value: open)."""
+def covers(res: dict, param: str, now: float, bounds: list | None = None) -> bool:
+    """Whether the date parameter's period covers ``now`` (no value: open). ``bounds``
+    collects the period's start and end when they lie after ``now`` (when the answer
+    changes)."""
     rows = [r for r in _rows(res, "date") if r[0] == param]
+    if bounds is not None:
+        bounds.extend(x for _, lo, hi in rows for x in (lo, hi) if x is not None and x > now)
     return not rows or any(lo <= now < hi for _, lo, hi in rows)
 
 
@@ -121,8 +127,11 @@ class Context:
     own: frozenset[str] = frozenset()       # citizen: own Patient ids
     #: patients with a block that hides something from the caller (for blocked_notice)
     noticed: frozenset[str] = frozenset()
-    #: SQL parts that do not depend on the resource alias (built once per request)
+    #: SQL parts that do not depend on the resource alias (built once per context)
     sql_cache: dict = field(default_factory=dict)
+    #: when the decision changes by itself (a period, grant or block starts or ends)
+    valid_until: float = float("inf")
+    dialect: str = "sqlite"
 
     def cached(self, key, build):
         if key not in self.sql_cache:
@@ -155,11 +164,34 @@ def _ref_id(ref: str | None, rtype: str) -> str | None:
 
 
 def context(repo) -> Context:
-    """The caller's decision context (cached on the repository outside transactions)."""
-    cached = getattr(repo, "_fkj_policy_ctx", None)
-    if cached is not None and repo._uow is None:
-        return cached
-    ctx = _build(repo)
+    """The caller's decision context.
+
+    Outside a write transaction it comes from the process-wide cache (valid for the tenant's
+    current policy epoch, see :mod:`fkj.security.policy.cache`) and is kept on the repository
+    for the rest of the request. Inside one it is rebuilt from the transaction's connection
+    whenever the transaction has written a resource the decision depends on."""
+    from fkj.security.policy import cache as C
+
+    uow = repo._uow
+    if uow is not None:
+        marker = (id(uow), sum(op.type in C.EPOCH_TYPES for op in uow._ops))
+        held = getattr(repo, "_fkj_policy_uow_ctx", None)
+        if held is not None and held[0] == marker:
+            return held[1]
+        ctx = _build(repo)
+        repo._fkj_policy_uow_ctx = (marker, ctx)
+        return ctx
+    held = getattr(repo, "_fkj_policy_ctx", None)
+    if held is not None:
+        return held
+    cache = C.cache_of(repo.services)
+    key = C.principal_key(repo.tenant, repo.principal)
+    epoch = C.read_epoch(repo.services.engine, repo.tenant)
+    now = time.time()
+    ctx = cache.get(key, epoch, now)
+    if ctx is None:
+        ctx = _build(repo)
+        cache.put(key, epoch, min(ctx.valid_until, now + C.MAX_AGE), ctx)
     repo._fkj_policy_ctx = ctx
     return ctx
 
@@ -184,12 +216,16 @@ def _build(repo) -> Context:
         config = {}
     hidden, anywhere, home = S.label_access(config, frozenset(p.roles), unit)
     ctx = Context("practitioner", repo.tenant, now, practitioner=prac, unit=unit,
-                  read_cats=read_cats, write_cats=write_cats, hidden_labels=hidden)
+                  read_cats=read_cats, write_cats=write_cats, hidden_labels=hidden,
+                  dialect=repo.services.engine.dialect.name)
+    bounds: list[float] = []
     with repo._reading() as conn:
         ctx.role_ids = frozenset(_role_ids(conn, repo.tenant, prac))
-        ctx.related = frozenset(related_patients(conn, ctx))
-        ctx.rules = _rules(conn, ctx, home)
+        ctx.related = frozenset(related_patients(conn, ctx, bounds))
+        ctx.rules = _rules(conn, ctx, home, bounds)
     ctx.grants = active_grants(repo)
+    bounds.extend(g["expires"] / 1_000_000 for g in ctx.grants.values())
+    ctx.valid_until = min(bounds, default=float("inf"))
     ctx.noticed = frozenset(r.patient for r in ctx.rules) & (
         ctx.related | frozenset(ctx.grants))
     return ctx
@@ -236,7 +272,7 @@ def _refs_to(tenant, rtype, param, targets: list[tuple[str, str]]):
 
 
 # ------------------------------------------------------------------------------ care relation
-def related_patients(conn, ctx: Context) -> set[str]:
+def related_patients(conn, ctx: Context, bounds: list | None = None) -> set[str]:
     """Python form of the care relation: candidate CareTeam/EpisodeOfCare/ServiceRequest
     resources are found through their references to the caller or the caller's unit, then
     status, period, membership and patient are evaluated on the resource JSON."""
@@ -249,13 +285,13 @@ def related_patients(conn, ctx: Context) -> set[str]:
         if not members & me:
             continue
         my_teams.add(ct["id"])
-        if ct.get("status") == "active" and covers(ct, "date", now):
+        if ct.get("status") == "active" and covers(ct, "date", now, bounds):
             out |= patients_of(ct)
     unit = [("Organization", ctx.unit.split("/", 1)[1])] if ctx.unit else []
     eoc_rids = _refs_to(t, "EpisodeOfCare", "team", [("CareTeam", i) for i in my_teams])
     eoc_unit = _refs_to(t, "EpisodeOfCare", "organization", unit)
     for eoc in _load(conn, t, "EpisodeOfCare", eoc_rids.union(eoc_unit)):
-        if eoc.get("status") != "active" or not covers(eoc, "date", now):
+        if eoc.get("status") != "active" or not covers(eoc, "date", now, bounds):
             continue
         teams = {_ref_id((x or {}).get("reference"), "CareTeam") for x in eoc.get("team") or []
                  if isinstance(x, dict)}
@@ -263,7 +299,7 @@ def related_patients(conn, ctx: Context) -> set[str]:
         if teams & my_teams or (ctx.unit and mo and f"Organization/{mo}" == ctx.unit):
             out |= patients_of(eoc)
     for sr in _load(conn, t, "ServiceRequest", _refs_to(t, "ServiceRequest", "performer", unit)):
-        if sr.get("status") == "active" and covers(sr, "occurrence", now):
+        if sr.get("status") == "active" and covers(sr, "occurrence", now, bounds):
             out |= patients_of(sr)
     return out
 
@@ -353,7 +389,8 @@ def related_select(ctx: Context):
 
 
 # ------------------------------------------------------------------------------ blocks
-def _rules(conn, ctx: Context, home_labels: frozenset[str]) -> list[Rule]:
+def _rules(conn, ctx: Context, home_labels: frozenset[str],
+           bounds: list | None = None) -> list[Rule]:
     """The deny provisions of active sperring Consents that apply to the caller."""
     tok1, tok2 = idx_token.alias(), idx_token.alias()
     t = ctx.tenant
@@ -366,6 +403,8 @@ def _rules(conn, ctx: Context, home_labels: frozenset[str]) -> list[Rule]:
     out = []
     me = {f"{a}/{b}" for a, b in ctx.me_refs} | ({ctx.unit} if ctx.unit else set())
     for c in _load(conn, t, "Consent", rids):
+        if bounds is not None:
+            covers(c, "period", ctx.now, bounds)
         rule = consent_rule(c, ctx.now, me, home_labels)
         if rule is not None:
             out.append(rule)
@@ -409,11 +448,13 @@ def consent_rule(c: dict, now: float, me: set[str], home_labels: frozenset[str])
 
 
 # ------------------------------------------------------------------------------ Python form
-def decide(ctx: Context, res: dict) -> str | None:
+def decide(ctx: Context, res: dict, pats: set[str] | None = None) -> str | None:
     """None if the caller may see ``res``; else the reason: ``role``, ``relation``,
-    ``blocked``, ``sensitive`` (practitioners) or ``not-own`` (citizens)."""
+    ``blocked``, ``sensitive`` (practitioners) or ``not-own`` (citizens). ``pats``: the
+    resource's patients when the caller has them already."""
     rtype = res.get("resourceType") or ""
-    pats = patients_of(res)
+    if pats is None:
+        pats = patients_of(res)
     if ctx.kind == "citizen":
         if rtype not in R.patient_types():
             return None
@@ -443,9 +484,35 @@ def _patient_match(tenant, r, rtype: str | None, pids):
     conds = [and_(r.c.type == "Patient", r.c.id.in_(pids))]
     if pairs:
         conds.append(exists().where(
-            ref.c.rid == r.c.rid, ref.c.tenant == tenant, _pair_cond(ref, pairs),
-            ref.c.target_type == "Patient", ref.c.target_id.in_(pids)))
+            _per_row(ref, r, tenant), _pair_cond(ref, pairs), ref.c.target_id.in_(pids)))
     return or_(*conds)
+
+
+def _member_of(col, values, dialect: str, cached=None):
+    """``col IN (values)`` as one bound parameter rather than one per value (building and
+    compiling hundreds of bind parameters per request cost more than the query): a text
+    array on PostgreSQL, ``json_each`` on SQLite."""
+    values = sorted(values)
+    if len(values) <= 8:
+        return col.in_(values)
+    if dialect == "postgresql":
+        from sqlalchemy import any_, literal
+        from sqlalchemy.dialects.postgresql import ARRAY
+        from sqlalchemy.types import Text
+        return col == any_(literal(values, ARRAY(Text)))
+    from sqlalchemy import func, literal
+    src = cached if cached is not None else func.json_each(
+        literal(orjson.dumps(values).decode())).table_valued("value")
+    return col.in_(select(src.c.value))
+
+
+def _per_row(ref, r, tenant):
+    """The correlation of a per-row sub-select on ``idx_reference``: by ``rid`` (index
+    ``ix_idx_reference_rid``). ``tenant`` and ``target_type`` are compared as expressions
+    (``|| ''``) so that SQLite's planner, which has no statistics, cannot prefer the
+    target index (it did: a scan of every Patient reference of the tenant per row)."""
+    return and_(ref.c.rid == r.c.rid, ref.c.tenant.concat("") == tenant,
+                ref.c.target_type.concat("") == "Patient")
 
 
 def _pairs(rtype: str | None):
@@ -488,9 +555,8 @@ def sql_condition(ctx: Context, r, rtype: str | None):
                     ref2.c.rid == r.c.rid, ref2.c.tenant == t, _pair_cond(ref2, pairs),
                     ref2.c.target_type == "Patient", ref2.c.target_id.in_(own)))
                 mine.append(not_(exists().where(
-                    ref.c.rid == r.c.rid, ref.c.tenant == t, _pair_cond(ref, pairs),
-                    ref.c.target_type == "Patient", ref.c.target_id.is_not(None),
-                    ref.c.target_id.not_in(own))))
+                    _per_row(ref, r, t), _pair_cond(ref, pairs),
+                    ref.c.target_id.is_not(None), ref.c.target_id.not_in(own))))
             conds.append(and_(or_(*linked), *mine))
         return or_(*conds)
 
@@ -514,18 +580,25 @@ def sql_condition(ctx: Context, r, rtype: str | None):
     grants = sorted(ctx.grants)
     whole = sorted(ctx.whole_blocked)
 
-    related = ctx.cached("related", lambda: related_select(ctx))
+    # the care relation as computed for the context (a literal list), unless it is so long
+    # that the sub-select is cheaper
+    literal_related = len(ctx.related) <= LITERAL_LIMIT
+    related = ctx.cached("related", lambda: sorted(ctx.related)
+                         if literal_related else related_select(ctx))
 
     def allowed(col):
-        ors = [col.in_(grants)] + ([col.in_(related)] if related is not None else [])
+        ors = [col.in_(grants)]
+        if literal_related:
+            ors.append(_member_of(col, related, ctx.dialect))
+        elif related is not None:
+            ors.append(col.in_(related))
         return and_(or_(*ors), col.not_in(whole))
 
     conds.append(or_(r.c.type != "Patient", allowed(r.c.id)))
     if pairs:
         conds.append(not_(exists().where(
-            ref.c.rid == r.c.rid, ref.c.tenant == t, _pair_cond(ref, pairs),
-            ref.c.target_type == "Patient", ref.c.target_id.is_not(None),
-            not_(allowed(ref.c.target_id)))))
+            _per_row(ref, r, t), _pair_cond(ref, pairs),
+            ref.c.target_id.is_not(None), not_(allowed(ref.c.target_id)))))
     # 3. sensitive labels
     if ctx.hidden_labels:
         conds.append(r.c.rid.not_in(ctx.cached("hidden", lambda: _token_rids(

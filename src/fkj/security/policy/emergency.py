@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
+from fkj.security.policy.cache import bump
 from fkj.security.policy.tables import emergency_access as ea
 from fkj.store.backend import now_us, scope
 
@@ -26,9 +27,8 @@ def open_grant(repo, patient_id: str, reason: str, hours: float = DEFAULT_HOURS)
            "reason": reason, "started": started, "expires": started + int(hours * HOUR_US)}
     with scope(repo.services.engine, repo.tenant, write=True) as conn:
         row["id"] = conn.execute(insert(ea).values(**row).returning(ea.c.id)).scalar_one()
-    cache = getattr(repo, "_fkj_policy_ctx", None)
-    if cache is not None:
-        repo._fkj_policy_ctx = None
+        bump(conn, repo.tenant)  # cached decision contexts must see the grant
+    repo._fkj_policy_ctx = None
     return row
 
 

@@ -60,7 +60,8 @@ def check_result(repo, interaction: str, res: dict) -> None:
     if not applies(repo):
         return
     ctx = D.context(repo)
-    reason = D.decide(ctx, res)
+    pats = D.patients_of(res)
+    reason = D.decide(ctx, res, pats)
     if reason is None and interaction in ("history", "vread"):
         # a resource that later became blocked/hidden hides its whole history
         cur = repo.current_or_none(res.get("resourceType"), res.get("id"))
@@ -70,7 +71,7 @@ def check_result(repo, interaction: str, res: dict) -> None:
     if reason is not None:
         raise _deny(reason, res)
     if ctx.kind == "practitioner":
-        _note_purpose(repo, ctx, res)
+        _note_purpose(repo, ctx, pats)
 
 
 # ------------------------------------------------------------------------------ search_filters

@@ -23,3 +23,12 @@ emergency_access = Table(
     Index("ix_emergency_access_agent", "tenant", "agent", "patient", "expires"),
     Index("ix_emergency_access_started", "tenant", "started"),
 )
+
+#: per tenant, a counter bumped by every write that can change an access decision (care
+#: relations, blocks, grants …); cached decision contexts are valid only for the epoch they
+#: were built in (see fkj.security.policy.cache)
+policy_epoch = Table(
+    "policy_epoch", metadata,
+    Column("tenant", String(4), primary_key=True),
+    Column("epoch", BigInteger, nullable=False, default=0),
+)

@@ -1,0 +1,185 @@
+"""``fkj bench policy``: what the access policy and the audit log cost a reader.
+
+Per backend, one ``fkj serve`` with policy + audit on (the default) and one with both off
+(``FKJ_AUDIT=0 FKJ_POLICY=0``), the same data. The reader is a physician (``lege``) of a
+home-care unit with a care relation (CareTeam) to every patient — the policy applies to
+personnel, not to system clients — doing read-by-id and a search
+(``Observation?subject=Patient/x``), p50 over keep-alive HTTP at concurrency 1 and 8, printed
+as on/off ratios. Target (issue): overhead ≤ 25 % (ratio ≤ 1.25).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import database, percentile, server
+
+from fkj.store.engine import make_engine
+
+PATIENTS = 200
+OBS_PER_PATIENT = 10
+READS = 2000
+SEARCHES = 600
+OFF = {"FKJ_AUDIT": "0", "FKJ_POLICY": "0"}
+PRACTITIONER = "bench-lege"
+
+
+def seed(base: str, token: str) -> tuple[list[str], list[str]]:
+    """PATIENTS Patients with OBS_PER_PATIENT Observations each; returns (patient ids,
+    observation ids)."""
+    h = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    pids, oids = [], []
+    with httpx.Client(base_url=f"{base}/fhir/4601", headers=h, timeout=120) as c:
+        r = c.put(f"/Practitioner/{PRACTITIONER}", content=orjson.dumps({
+            "resourceType": "Practitioner", "id": PRACTITIONER, "name": [{"family": "Benk"}]}))
+        assert r.status_code in (200, 201), r.text[:500]
+        for start in range(0, PATIENTS, 20):
+            entries = []
+            for i in range(start, start + 20):
+                ref = f"urn:uuid:p-{i:08d}-0000-0000-0000-000000000000"
+                entries.append({"fullUrl": ref, "resource": {
+                    "resourceType": "Patient", "name": [{"family": f"Bench{i}"}]},
+                    "request": {"method": "POST", "url": "Patient"}})
+                for j in range(OBS_PER_PATIENT):
+                    entries.append({"resource": {
+                        "resourceType": "Observation", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                        "valueQuantity": {"value": 60 + j, "unit": "/min"},
+                        "subject": {"reference": ref}},
+                        "request": {"method": "POST", "url": "Observation"}})
+                entries.append({"resource": {
+                    "resourceType": "CareTeam", "status": "active", "subject": {"reference": ref},
+                    "participant": [{"member": {"reference": f"Practitioner/{PRACTITIONER}"}}]},
+                    "request": {"method": "POST", "url": "CareTeam"}})
+            r = c.post("", content=orjson.dumps({"resourceType": "Bundle",
+                                                 "type": "transaction", "entry": entries}))
+            assert r.status_code == 200, r.text[:500]
+            for e in r.json()["entry"]:
+                t, rid = e["response"]["location"].split("/")[-4:-2]
+                if t == "Patient":
+                    pids.append(rid)
+                elif t == "Observation":
+                    oids.append(rid)
+    return pids, oids
+
+
+def audit_count(url: str) -> int:
+    engine = make_engine(url, app_role=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+async def latencies(base: str, token: str, paths: list[str], n: int, concurrency: int):
+    h = {"Authorization": f"Bearer {token}"}
+    rnd = random.Random(1)
+    lat: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"{base}/fhir/4601", headers=h, limits=limits,
+                                 timeout=60) as c:
+        for _ in range(50):  # warm-up
+            await c.get(rnd.choice(paths))
+
+        async def worker(k: int):
+            for _ in range(k):
+                t = time.perf_counter()
+                r = await c.get(rnd.choice(paths))
+                lat.append(time.perf_counter() - t)
+                assert r.status_code == 200, r.text[:300]
+
+        await asyncio.gather(*[worker(n // concurrency) for _ in range(concurrency)])
+    return percentile([x * 1000 for x in lat], 50)
+
+
+def measure(base: str, token: str, pids: list[str], oids: list[str]) -> dict:
+    reads = [f"/Observation/{i}" for i in oids]
+    searches = [f"/Observation?subject=Patient/{p}" for p in pids]
+    out = {}
+    for c in (1, 8):
+        out[("read", c)] = asyncio.run(latencies(base, token, reads, READS, c))
+        out[("search", c)] = asyncio.run(latencies(base, token, searches, SEARCHES, c))
+    return out
+
+
+def reader_token(url: str, base: str) -> str:
+    from fkj.security.dev import mint_dev_token
+    engine = make_engine(url)
+    try:
+        return mint_dev_token(engine, "4601", "user/*.rs", demo=True, base_url=base,
+                              kind="practitioner", subject="helseid-bench",
+                              hpr_number="9100001", roles=["lege"],
+                              unit="Organization/hjemmetjenesten",
+                              fhir_user=f"Practitioner/{PRACTITIONER}", client_id="bench-ehr")
+    finally:
+        engine.dispose()
+
+
+def bench_backend(backend: str) -> tuple[dict, dict, str]:
+    results = {}
+    with database(backend) as url:
+        with server(url) as (base, token):
+            pids, oids = seed(base, token)
+            reader = reader_token(url, base)
+            before = audit_count(url)
+            r = httpx.get(f"{base}/fhir/4601/Observation/{oids[0]}",
+                          headers={"Authorization": f"Bearer {reader}"})
+            assert r.status_code == 200, r.text[:300]
+            assert audit_count(url) > before, "fkj serve does not audit reads"
+            unrelated = httpx.get(f"{base}/fhir/4601/Observation/{oids[0]}", headers={
+                "Authorization": "Bearer " + _unrelated_token(url, base)})
+            assert unrelated.status_code == 403, "the policy is not on"
+            results["on"] = measure(base, reader, pids, oids)
+        with server(url, extra_env=OFF) as (base, token):
+            n = audit_count(url)
+            results["off"] = measure(base, reader_token(url, base), pids, oids)
+            assert audit_count(url) == n, "FKJ_AUDIT=0 was not honoured"
+        with make_engine(url, app_role=False).connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    return results["on"], results["off"], f"fkj serve; {rows} audit records written"
+
+
+def _unrelated_token(url: str, base: str) -> str:
+    from fkj.security.dev import mint_dev_token
+    engine = make_engine(url)
+    try:
+        return mint_dev_token(engine, "4601", "user/*.rs", demo=True, base_url=base,
+                              kind="practitioner", subject="helseid-other",
+                              hpr_number="9100002", roles=["lege"],
+                              fhir_user="Practitioner/someone-else", client_id="bench-ehr")
+    finally:
+        engine.dispose()
+
+
+def main(argv: list[str]) -> int:
+    backends = [a for a in argv if a in ("sqlite", "postgresql")] or ["sqlite", "postgresql"]
+    print("fkj bench policy — p50 with access policy + audit log on vs both off "
+          "(FKJ_AUDIT=0 FKJ_POLICY=0), over HTTP on loopback; target overhead ≤ 25 %")
+    worst = 0.0
+    for backend in backends:
+        on, off, how = bench_backend(backend)
+        print(f"\n[{backend}]  ({how})")
+        for kind in ("read", "search"):
+            for c in (1, 8):
+                ratio = on[(kind, c)] / off[(kind, c)]
+                worst = max(worst, ratio)
+                label = "read by id" if kind == "read" else "search    "
+                print(f"  {label} c={c}: on p50 {on[(kind, c)]:6.2f} ms  off p50 "
+                      f"{off[(kind, c)]:6.2f} ms  on/off {ratio:4.2f}  "
+                      f"{'OK' if ratio <= 1.25 else 'MISSED'}")
+    print(f"\nworst on/off ratio {worst:.2f} (target ≤ 1.25)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,462 @@
+"""Installs the audit log into every request path, through hooks only.
+
+``register_audit(fkj)`` (idempotent) installs:
+
+* ``hooks.authorize`` (first in the list) — :func:`guard`: AuditEvent resources are not
+  writable, deletable or readable through the REST API (writes → 405, reads → 403); the log is
+  read only through ``$tilgangslogg``. It also remembers the request's repository (per thread)
+  so the response hook can see the policy's purpose of use (``repo.purpose``).
+* ``hooks.before_commit`` — :func:`audit_writes`: one AuditEvent per write, appended inside the
+  write transaction (a failing append rolls the write back; 503).
+* ``fkj.after_response`` — :func:`audit_response`: reads, searches, history, operations,
+  Bundle GET entries and every failure or denial (401/403/policy), recorded through the
+  process-wide group-commit :class:`~fkj.security.audit.writer.AuditWriter`
+  (``fkj.services.extras["audit_writer"]``) before the response is sent; if the record cannot
+  be committed the response is replaced by 503.
+
+``FKJ_AUDIT=0`` (benchmarks only) leaves out the audit hooks (the append-only guard and the
+operation stay).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from fkj.errors import FhirError, Forbidden, MethodNotAllowed
+from fkj.security.audit.chain import append_in_transaction
+from fkj.security.audit.events import build_audit_event
+from fkj.security.audit.hooks import write_events
+from fkj.security.audit.writer import AuditUnavailable, AuditWriter
+from fkj.types import Principal
+
+log = logging.getLogger(__name__)
+
+#: searches / Bundles touching more data resources than this get a compact entity list
+COMPACT_OVER = 25
+_REGISTERED = "audit_registered"
+_WRITE_INTERACTIONS = {"create", "update", "patch", "delete", "update-check", "delete-check"}
+_READ_INTERACTIONS = {"read", "vread", "search-type", "history-instance", "history-type",
+                      "history"}
+#: top-level elements that name a resource's patient (cheap; no index extraction)
+_PATIENT_KEYS = ("subject", "patient", "beneficiary", "individual")
+_METHOD_ACTION = {"GET": ("R", "read"), "HEAD": ("R", "read"), "POST": ("C", "create"),
+                  "PUT": ("U", "update"), "PATCH": ("U", "patch"), "DELETE": ("D", "delete")}
+_SUBTYPE_ACTION = {"read": "R", "vread": "R", "history-instance": "R", "history-type": "R",
+                   "history-system": "R", "search-type": "E", "search-system": "E",
+                   "create": "C", "update": "U", "patch": "U", "delete": "D",
+                   "transaction": "E", "batch": "E"}
+_local = threading.local()
+
+
+def audit_enabled() -> bool:
+    return os.environ.get("FKJ_AUDIT", "1") != "0"
+
+
+def register_audit(fkj, *, enabled: bool | None = None) -> AuditWriter:
+    """Wire the audit log into ``fkj`` (an :class:`~fkj.app.FkjApp`); idempotent.
+
+    Returns the process-wide :class:`AuditWriter` (also ``fkj.services.extras["audit_writer"]``).
+    """
+    services = fkj.services
+    extras = services.extras
+    if extras.get(_REGISTERED):
+        return extras["audit_writer"]
+    enabled = audit_enabled() if enabled is None else enabled
+    writer = extras.get("audit_writer")
+    if writer is None:
+        writer = AuditWriter(services.engine, enabled=enabled,
+                             sync=os.environ.get("FKJ_AUDIT_READ_SYNC", "normal"))
+        extras["audit_writer"] = writer
+    hooks = services.hooks
+    if guard not in hooks.authorize:
+        hooks.authorize.insert(0, guard)
+    if enabled:
+        if audit_writes not in hooks.before_commit:
+            hooks.before_commit.append(audit_writes)
+        if audit_response not in fkj.after_response:
+            fkj.after_response.append(audit_response)
+    from fkj.fhir import operations
+    operations.OPERATIONS.setdefault("tilgangslogg", "tilgangslogg")
+    extras[_REGISTERED] = True
+    return writer
+
+
+# ------------------------------------------------------------------------------ hooks
+def guard(repo, interaction: str, rtype: str | None, resource=None) -> None:
+    """authorize hook: the audit log is append-only and read only through $tilgangslogg."""
+    _local.repo = repo
+    if rtype != "AuditEvent" and not (isinstance(resource, dict)
+                                      and resource.get("resourceType") == "AuditEvent"):
+        return
+    if interaction in _WRITE_INTERACTIONS:
+        raise MethodNotAllowed("AuditEvent resources are append-only and written by the "
+                               "server itself; they cannot be created, changed or deleted")
+    if interaction in _READ_INTERACTIONS:
+        raise Forbidden("the audit log is read through $tilgangslogg "
+                        "(Patient/{id}/$tilgangslogg or [base]/$tilgangslogg)")
+
+
+def purpose_of(repo, principal) -> str | None:
+    """Purpose of use: the policy's (``repo.purpose``, e.g. ``"ETREAT BTG"``), else the
+    principal's."""
+    return (getattr(repo, "purpose", None) or getattr(principal, "purpose_of_use", None)
+            or None)
+
+
+def _reason_of(repo, principal) -> str | None:
+    for obj in (repo, principal):
+        for name in ("purpose_reason", "break_glass_reason", "btg_reason"):
+            v = getattr(obj, name, None)
+            if v:
+                return str(v)
+    return None
+
+
+def audit_writes(repo, conn, operations) -> None:
+    """before_commit hook: the writes of the transaction and their audit commit together."""
+    if not operations:
+        return
+    events = write_events(repo.principal, operations, purpose=purpose_of(repo, repo.principal))
+    reason = _reason_of(repo, repo.principal)
+    if reason:
+        for e in events:
+            e["outcomeDesc"] = reason
+    try:
+        append_in_transaction(conn, repo.tenant, events)
+    except (FhirError, IntegrityError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the write must not commit unaudited
+        log.error("audit append for tenant %s failed: %s", repo.tenant, e)
+        raise AuditUnavailable(f"the change could not be audited, so it was not made: {e}") from e
+    repo._fkj_audited_writes = True  # noqa: SLF001
+
+
+def audit_response(fkj, req, principal, response, error):
+    """after_response hook: record the access (or failure) before the response is sent.
+    Returns the writer's future; the app waits for it (or awaits it) before answering."""
+    repo = getattr(_local, "repo", None)
+    _local.repo = None
+    if repo is not None and principal is not None and repo.principal is not principal:
+        repo = None
+    try:
+        events = request_events(fkj, req, principal, response, error, repo)
+    except AuditUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - never lose the record over a parsing problem
+        log.exception("building the audit record of %s %s failed", req.method,
+                      "/".join(req.segments))
+        events = [_minimal_event(req, principal, response, error, repo)]
+    if events:
+        writer: AuditWriter = fkj.services.extras["audit_writer"]
+        return writer.submit(req.tenant, events)
+    return None
+
+
+# ------------------------------------------------------------------------------ building
+def classify(method: str, segments: list[str]) -> tuple[str, str, str | None, str | None] | None:
+    """(subtype, action, resource type, id) of a REST request, as the router sees it;
+    None for requests that touch no data (``metadata``)."""
+    s, m, n = segments, method, len(segments)
+    if n == 0:
+        if m == "POST":
+            return "bundle", "E", None, None
+        return "search-system", "E", None, None
+    head = s[0]
+    if head == "metadata" and n == 1:
+        return None
+    if head == "_history" and n == 1:
+        return "history-system", "R", None, None
+    if head == "_search" and n == 1:
+        return "search-system", "E", None, None
+    if head.startswith("$"):
+        return head, "E", None, None
+    if n == 1:
+        if m in ("GET", "HEAD"):
+            return "search-type", "E", head, None
+        action, sub = _METHOD_ACTION.get(m, ("E", "operation"))
+        return sub, action, head, None
+    second = s[1]
+    if n == 2 and second == "_search":
+        return "search-type", "E", head, None
+    if n == 2 and second == "_history":
+        return "history-type", "R", head, None
+    if second.startswith("$"):
+        return second, "E", head, None
+    if n == 2:
+        action, sub = _METHOD_ACTION.get(m, ("E", "operation"))
+        return sub, action, head, second
+    third = s[2]
+    if third == "_history":
+        return ("history-instance" if n == 3 else "vread"), "R", head, second
+    if third.startswith("$"):
+        return third, "E", head, second
+    if n == 3:  # compartment search Patient/x/Observation
+        return "search-type", "E", third, None
+    action, sub = _METHOD_ACTION.get(m, ("E", "operation"))
+    return sub, action, head, None
+
+
+def request_events(fkj, req, principal, response, error, repo=None) -> list[dict]:
+    kind = classify(req.method, req.segments)
+    if kind is None:
+        return []
+    subtype, action, rtype, rid = kind
+    status = response.status if response is not None else (error.status if error else 500)
+    principal = principal or _anonymous(req.tenant)
+    purpose = purpose_of(repo, principal)
+    failed = error is not None or status >= 400
+    if subtype == "bundle":
+        return _bundle_events(fkj, req, principal, response, error, repo, purpose, failed, status)
+    if failed:
+        return [_failure_event(req, principal, subtype, action, rtype, rid, status, error,
+                               purpose, body=req.body)]
+    if action in ("C", "U", "D") and getattr(repo, "_fkj_audited_writes", False):
+        return []  # audited in the write transaction (before_commit)
+    resources, patients, query = [], [], None
+    if subtype == "$tilgangslogg":
+        if rid:
+            patients.append(f"Patient/{rid}")
+        for k, v in req.query:
+            if k == "patient" and v:
+                patients.append(v if "/" in v else f"Patient/{v}")
+    else:
+        if rtype == "Patient" and rid:
+            patients.append(f"Patient/{rid}")
+        if len(req.segments) == 3 and req.segments[0] == "Patient" and subtype == "search-type":
+            patients.append(f"Patient/{req.segments[1]}")
+        body = _json(response.body) if response is not None else None
+        _collect(body, resources, patients)
+        if not resources and rtype and rid and not subtype.startswith("$"):
+            resources.append(f"{rtype}/{rid}")  # e.g. 304 Not Modified
+        if subtype.startswith("search"):
+            query = _query_text(req)
+    return [_event(principal, action=action, subtype=subtype, resources=resources,
+                   patients=patients, outcome="0", purpose=purpose, query=query,
+                   description=_reason_of(repo, principal))]
+
+
+def _bundle_events(fkj, req, principal, response, error, repo, purpose, failed, status):
+    body = req.body if isinstance(req.body, dict) else {}
+    btype = body.get("type") if body.get("type") in ("batch", "transaction") else "batch"
+    if failed:
+        return [_failure_event(req, principal, btype, "E", None, None, status, error, purpose)]
+    entries_in = body.get("entry") or []
+    has_get = any(isinstance(e, dict) and isinstance(e.get("request"), dict)
+                  and e["request"].get("method") in ("GET", "HEAD") for e in entries_in)
+    if btype == "transaction" and not has_get:
+        return []
+    out_body = _json(response.body) if response is not None else None
+    entries_out = (out_body or {}).get("entry") or []
+    base = f"{fkj.settings.base_url}/fhir/{req.tenant}/"
+    events = []
+    for e_in, e_out in zip(entries_in, entries_out):
+        try:
+            request = e_in["request"]
+            method, url = request["method"], request["url"]
+        except (TypeError, KeyError):
+            continue
+        if url.startswith(base):
+            url = url[len(base):]
+        parts = urlsplit(url)
+        segments = [s for s in parts.path.split("/") if s]
+        kind = classify(method, segments) or ("read", "R", None, None)
+        subtype, action, rtype, rid = kind
+        if subtype == "bundle":
+            subtype, action = "batch", "E"
+        resp = (e_out or {}).get("response") or {}
+        try:
+            entry_status = int(str(resp.get("status", "200")).split()[0])
+        except ValueError:
+            entry_status = 200
+        if entry_status >= 400:
+            if method in ("GET", "HEAD") or btype == "batch":
+                desc = _outcome_text(resp.get("outcome"))
+                events.append(_failure_event(None, principal, subtype, action, rtype, rid,
+                                             entry_status, None, purpose, description=desc,
+                                             body=e_in.get("resource")))
+            continue
+        if method not in ("GET", "HEAD"):
+            continue  # successful writes are audited in their transaction
+        resources, patients = [], []
+        if rtype == "Patient" and rid:
+            patients.append(f"Patient/{rid}")
+        _collect((e_out or {}).get("resource"), resources, patients)
+        if not resources and rtype and rid and not subtype.startswith("$"):
+            resources.append(f"{rtype}/{rid}")
+        query = None
+        if subtype.startswith("search"):
+            q = parse_qsl(parts.query, keep_blank_values=True)
+            query = (f"{rtype}?" if rtype else "?") + urlencode(q)
+        events.append(_event(principal, action=action, subtype=subtype, resources=resources,
+                             patients=patients, outcome="0", purpose=purpose, query=query))
+    return events
+
+
+def _failure_event(req, principal, subtype, action, rtype, rid, status, error, purpose, *,
+                   description=None, body=None) -> dict:
+    resources, patients = [], []
+    if rtype and rid:
+        resources.append(f"{rtype}/{rid}")
+        if rtype == "Patient":
+            patients.append(f"Patient/{rid}")
+    if isinstance(body, dict) and body.get("resourceType") not in (None, "Bundle"):
+        _patients_of(body, patients)
+    if req is not None and len(req.segments) == 3 and req.segments[0] == "Patient":
+        patients.append(f"Patient/{req.segments[1]}")
+    if description is None and error is not None:
+        description = getattr(error, "diagnostics", None) or str(error)
+    description = f"{status}: {description}" if description else str(status)
+    return _event(principal, action=action, subtype=subtype, resources=resources,
+                  patients=patients, outcome="4" if status < 500 else "8", purpose=purpose,
+                  description=description[:1000])
+
+
+def _minimal_event(req, principal, response, error, repo) -> dict:
+    principal = principal or _anonymous(req.tenant)
+    status = response.status if response is not None else 500
+    action, sub = _METHOD_ACTION.get(req.method, ("E", "operation"))
+    return _event(principal, action=action, subtype=sub, resources=[], patients=[],
+                  outcome="0" if status < 400 else "4" if status < 500 else "8",
+                  purpose=purpose_of(repo, principal),
+                  description=f"{req.method} {'/'.join(req.segments)} ({status})")
+
+
+def _event(principal, *, action, subtype, resources, patients, outcome, purpose,
+           query=None, description=None) -> dict:
+    if subtype not in _KNOWN_SUBTYPES and not subtype.startswith("$"):
+        subtype = "operation"
+    compact = len(resources) > COMPACT_OVER
+    event = build_audit_event(principal, action=action, subtype=subtype,
+                              resources=[] if compact else resources, patients=patients,
+                              outcome=outcome, description=description, purpose=purpose,
+                              query=query)
+    if compact:
+        _add_compact_entities(event, resources)
+    return event
+
+
+_KNOWN_SUBTYPES = {"read", "vread", "update", "patch", "delete", "history", "history-instance",
+                   "history-type", "history-system", "create", "search", "search-type",
+                   "search-system", "capabilities", "transaction", "batch", "operation"}
+
+
+def _add_compact_entities(event: dict, resources: list[str]) -> None:
+    """One entity per resource type, listing the ids in a detail (a searchset of 1,000
+    entries costs ~40 bytes per resource instead of ~250)."""
+    by_type: dict[str, list[str]] = {}
+    for ref in dict.fromkeys(resources):
+        t, _, rest = ref.partition("/")
+        by_type.setdefault(t, []).append(rest)
+    entities = event.setdefault("entity", [])
+    insert_at = next((i for i, e in enumerate(entities) if "query" in e), len(entities))
+    for t, ids in by_type.items():
+        entities.insert(insert_at, {
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                     "code": "2", "display": "System Object"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
+                     "code": "4", "display": "Domain Resource"},
+            "name": t, "description": f"{len(ids)} {t} resources",
+            "detail": [{"type": "ids", "valueString": " ".join(ids)}]})
+        insert_at += 1
+
+
+def _anonymous(tenant: str) -> Principal:
+    return Principal(kind="client", subject="unauthenticated", tenant=tenant)
+
+
+def _json(body: Any):
+    if body is None:
+        return None
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, (str, bytes)):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+    return None
+
+
+def _collect(body, resources: list[str], patients: list[str]) -> None:
+    """Resources touched and their patients, from a response body (resource or Bundle)."""
+    if not isinstance(body, dict):
+        return
+    rt = body.get("resourceType")
+    if rt == "Bundle":
+        for entry in body.get("entry") or ():
+            if not isinstance(entry, dict):
+                continue
+            res = entry.get("resource")
+            if isinstance(res, dict):
+                if res.get("resourceType") == "OperationOutcome":
+                    continue
+                if res.get("resourceType") == "Bundle":  # a Bundle entry holding a searchset
+                    _collect(res, resources, patients)
+                    continue
+                _add_resource(res, resources, patients)
+            elif isinstance(entry.get("request"), dict):  # history: a deletion
+                url = entry["request"].get("url") or ""
+                if url.count("/") >= 1 and "?" not in url:
+                    resources.append("/".join(url.split("/")[:2]))
+    elif rt and rt not in ("OperationOutcome", "Parameters"):
+        _add_resource(body, resources, patients)
+
+
+def _add_resource(res: dict, resources: list[str], patients: list[str]) -> None:
+    rt, rid = res.get("resourceType"), res.get("id")
+    if not rt or not rid:
+        return
+    vid = (res.get("meta") or {}).get("versionId")
+    resources.append(f"{rt}/{rid}/_history/{vid}" if vid else f"{rt}/{rid}")
+    _patients_of(res, patients)
+
+
+def _patients_of(res: dict, patients: list[str]) -> None:
+    if res.get("resourceType") == "Patient":
+        if res.get("id"):
+            patients.append(f"Patient/{res['id']}")
+        return
+    for key in _PATIENT_KEYS:
+        v = res.get(key)
+        if isinstance(v, dict):
+            _patient_ref(v.get("reference"), patients)
+        elif isinstance(v, list):
+            for item in v[:20]:
+                if isinstance(item, dict):
+                    _patient_ref(item.get("reference"), patients)
+
+
+def _patient_ref(ref, patients: list[str]) -> None:
+    if not isinstance(ref, str):
+        return
+    i = ref.find("Patient/")
+    if i < 0 or (i > 0 and ref[i - 1] != "/"):
+        return
+    rest = ref[i + 8:].split("/")[0]
+    if rest and "?" not in rest:
+        patients.append(f"Patient/{rest}")
+
+
+def _query_text(req) -> str:
+    rtype = None
+    if req.segments and not req.segments[0].startswith("_"):
+        rtype = req.segments[-1] if len(req.segments) == 3 else req.segments[0]
+        if rtype == "_search":
+            rtype = req.segments[0]
+    return (f"{rtype}?" if rtype else "?") + urlencode(list(req.query))
+
+
+def _outcome_text(outcome) -> str | None:
+    if isinstance(outcome, dict):
+        for issue in outcome.get("issue") or ():
+            if isinstance(issue, dict) and issue.get("diagnostics"):
+                return str(issue["diagnostics"])
+    return None
+

@@ -1,0 +1,104 @@
+"""A process-wide cache of decision contexts, so a request does not rebuild the caller's care
+relations, blocks and grants from the store each time.
+
+A context stays valid while
+
+* the tenant's *policy epoch* is unchanged — a counter (table ``policy_epoch``) that every
+  write of a resource type the decision depends on (:data:`EPOCH_TYPES`) increments inside
+  its own transaction (``before_commit`` hook), as does opening an emergency grant and a bulk
+  import; every request reads the counter (one primary-key lookup), so a change made through
+  any server process is seen by the next request of every process;
+* no period, grant or block it was built from starts or ends (``valid_until``, the earliest
+  such boundary after the build);
+* and at most :data:`MAX_AGE` seconds have passed (a safety net for changes made outside the
+  platform, e.g. a tenant's configuration edited in the database).
+
+Inside a write transaction the cache is not used: the decision there sees the transaction's
+own, uncommitted writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from sqlalchemy import text
+
+#: resource types whose writes can change someone's access decision
+EPOCH_TYPES = frozenset({"CareTeam", "EpisodeOfCare", "ServiceRequest", "Consent",
+                         "PractitionerRole", "Patient"})
+MAX_AGE = 60.0
+MAX_ENTRIES = 4096
+_KEY = "policy.context_cache"
+
+_BUMP = ("INSERT INTO policy_epoch (tenant, epoch) VALUES (:t, 1) "
+         "ON CONFLICT (tenant) DO UPDATE SET epoch = policy_epoch.epoch + 1")
+
+
+def bump(conn, tenant: str) -> None:
+    """Increment the tenant's policy epoch in the caller's transaction."""
+    conn.execute(text(_BUMP), {"t": tenant})
+
+
+def bump_on_write(repo, conn, operations) -> None:
+    """``before_commit`` hook: a write of an :data:`EPOCH_TYPES` resource bumps the epoch."""
+    if any(op.type in EPOCH_TYPES for op in operations):
+        bump(conn, repo.tenant)
+
+
+def read_epoch(engine, tenant: str) -> int:
+    with engine.connect() as conn:
+        v = conn.execute(text("SELECT epoch FROM policy_epoch WHERE tenant = :t"),
+                         {"t": tenant}).scalar_one_or_none()
+    return int(v or 0)
+
+
+class ContextCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES):
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self.hits = self.misses = 0
+
+    def get(self, key, epoch: int, now: float):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            e, valid_until, ctx = item
+            if e != epoch or now >= valid_until:
+                del self._items[key]
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return ctx
+
+    def put(self, key, epoch: int, valid_until: float, ctx) -> None:
+        with self._lock:
+            self._items[key] = (epoch, valid_until, ctx)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def cache_of(services) -> ContextCache:
+    c = services.extras.get(_KEY)
+    if c is None:
+        c = services.extras.setdefault(_KEY, ContextCache())
+    return c
+
+
+def principal_key(tenant: str, p) -> tuple:
+    return (tenant, p.kind, p.subject, p.hpr_number, p.fhir_user, p.unit,
+            tuple(sorted(p.roles or ())), getattr(p, "pid", None))
+
+
+def now() -> float:
+    return time.time()
