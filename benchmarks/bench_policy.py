@@ -72,6 +72,17 @@ def seed(base: str, token: str) -> tuple[list[str], list[str]]:
     return pids, oids
 
 
+def analyze(url: str) -> None:
+    """Planner statistics, as PostgreSQL's autovacuum would have gathered them on a
+    database in use (and ``fkj seed``/``fkj import`` gather them on SQLite)."""
+    engine = make_engine(url, app_role=False)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    finally:
+        engine.dispose()
+
+
 def audit_count(url: str) -> int:
     engine = make_engine(url, app_role=False)
     try:
@@ -130,6 +141,7 @@ def bench_backend(backend: str) -> tuple[dict, dict, str]:
     with database(backend) as url:
         with server(url) as (base, token):
             pids, oids = seed(base, token)
+            analyze(url)
             reader = reader_token(url, base)
             before = audit_count(url)
             r = httpx.get(f"{base}/fhir/4601/Observation/{oids[0]}",

@@ -44,6 +44,10 @@ def seed_tenant(engine, settings: Settings, tenant: str, patients: int, seed_val
     n = load(engine, settings, tenant, resources, progress=progress, task=task)
     update_tenant_settings(engine, tenant, demo_people=demo_people(tenant, patients, seed_value),
                            seed={"patients": patients, "seed": seed_value})
+    from fkj.security.policy.cache import announce_change
+    from fkj.store.maintenance import refresh_statistics
+    announce_change(engine, tenant)
+    refresh_statistics(engine)
     return n
 
 

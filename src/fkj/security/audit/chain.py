@@ -73,11 +73,30 @@ def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict])
         patient_rows.extend((tenant, p, seq) for p in dict.fromkeys(f["patient_list"]))
         seqs.append(seq)
         prev = h
+    if conn.dialect.name == "postgresql":
+        # one round trip: both inserts (arrays, unnest) and the head update in one statement
+        cols = list(zip(*rows))
+        pcols = list(zip(*patient_rows)) if patient_rows else [(), (), ()]
+        params = {f"c{i}": list(c) for i, c in enumerate(cols)}
+        params.update({"pt": list(pcols[0]), "pp": list(pcols[1]), "ps": list(pcols[2]),
+                       "s": seqs[-1], "h": prev, "t": tenant})
+        conn.execute(_PG_APPEND, params)
+        return seqs
     bulk.insert_rows(conn, audit_log, LOG_COLUMNS, rows)
     bulk.insert_rows(conn, audit_patient, PATIENT_COLUMNS, patient_rows)
     conn.execute(text("UPDATE audit_head SET last_seq = :s, last_hash = :h WHERE tenant = :t"),
                  {"s": seqs[-1], "h": prev, "t": tenant})
     return seqs
+
+
+_PG_TYPES = {"seq": "bigint", "recorded": "bigint"}
+_PG_APPEND = text(
+    "WITH l AS (INSERT INTO audit_log (" + ", ".join(LOG_COLUMNS) + ") SELECT * FROM unnest("
+    + ", ".join(f"CAST(:c{i} AS {_PG_TYPES.get(c, 'text')}[])"
+                for i, c in enumerate(LOG_COLUMNS)) + ")), "
+    "p AS (INSERT INTO audit_patient (tenant, patient, seq) SELECT * FROM unnest("
+    "CAST(:pt AS text[]), CAST(:pp AS text[]), CAST(:ps AS bigint[]))) "
+    "UPDATE audit_head SET last_seq = :s, last_hash = :h WHERE tenant = :t")
 
 
 @dataclass

@@ -25,6 +25,9 @@ from fkj.security.audit.chain import append_in_transaction
 from fkj.store.backend import scope
 
 log = logging.getLogger(__name__)
+#: the tenant (row-level security) and the commit's durability, in one round trip
+_PG_BEGIN = text("SELECT set_config('fkj.tenant', :t, true), "
+                 "set_config('synchronous_commit', :sync, true)")
 
 
 class AuditUnavailable(ServiceUnavailable):
@@ -137,10 +140,15 @@ class AuditWriter:
                 by_tenant.setdefault(tenant, []).append((events, fut))
         for tenant, items in by_tenant.items():
             try:
-                with scope(self.engine, tenant, write=True) as conn:
-                    if self.sync == "normal" and conn.dialect.name == "postgresql":
-                        conn.execute(text("SET LOCAL synchronous_commit = off"))
-                    append_in_transaction(conn, tenant, [e for events, _ in items for e in events])
+                events = [e for evs, _ in items for e in evs]
+                if self.engine.dialect.name == "postgresql":
+                    with self.engine.connect() as conn, conn.begin():
+                        conn.execute(_PG_BEGIN, {"t": tenant, "sync": "off" if
+                                                 self.sync == "normal" else "on"})
+                        append_in_transaction(conn, tenant, events)
+                else:
+                    with scope(self.engine, tenant, write=True) as conn:
+                        append_in_transaction(conn, tenant, events)
             except Exception as e:  # noqa: BLE001 - reported to every waiting caller
                 log.error("audit commit for tenant %s failed: %s", tenant, e)
                 err = AuditUnavailable(f"the access could not be audited: {e}")

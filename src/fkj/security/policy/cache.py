@@ -47,6 +47,14 @@ def bump_on_write(repo, conn, operations) -> None:
         bump(conn, repo.tenant)
 
 
+def announce_change(engine, tenant: str) -> None:
+    """Bump the epoch in a transaction of its own: for loaders that write without the
+    repository hooks (``fkj seed``, ``fkj import``)."""
+    from fkj.store.backend import scope
+    with scope(engine, tenant, write=True) as conn:
+        bump(conn, tenant)
+
+
 def read_epoch(engine, tenant: str) -> int:
     with engine.connect() as conn:
         v = conn.execute(text("SELECT epoch FROM policy_epoch WHERE tenant = :t"),
