@@ -81,7 +81,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
             for t in types:
                 if not builder.known_type(t):
                     raise InvalidSearch(f"_type: unknown resource type {t!r}", expression="_type")
-    r = resource.alias("r")
+    r = MAIN
     builder.top = r
     conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
     if conn.dialect.name == "sqlite" and len(builder.drivers) > 1:
@@ -161,7 +161,7 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
               limit: int = 2) -> list[str]:
     builder = _Builder(repo, conn, True, [])
     _reject_nul(criteria)
-    r = resource.alias("r")
+    r = MAIN
     conds = [r.c.tenant == repo.tenant, r.c.type == rtype, r.c.deleted.is_(False)]
     meaningful = False
     for name, value in criteria:
@@ -178,6 +178,11 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
         if extra is not None:
             conds.append(extra)
     return [x.id for x in conn.execute(select(r.c.id).where(and_(*conds)).limit(limit))]
+
+
+#: the main resource alias of every search statement: one long-lived object, so that
+#: conditions built for it (the access policy's) can be reused from one search to the next
+MAIN = resource.alias("r")
 
 
 # ---------------------------------------------------------------------------- options

@@ -53,15 +53,8 @@ def _lock_head(conn: Connection, tenant: str) -> tuple[int, str]:
     return int(row[0]), row[1]
 
 
-def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict]) -> list[int]:
-    """Append ``events`` (AuditEvent dicts) to ``tenant``'s chain in the open transaction.
-
-    Returns the sequence numbers given to them. The chain head stays locked until the
-    transaction ends, which serialises appends within a tenant and keeps ``seq`` gap-free.
-    """
-    if not events:
-        return []
-    last_seq, prev = _lock_head(conn, tenant)
+def _chain_rows(tenant: str, last_seq: int, prev: str, events: Sequence[dict]):
+    """The audit_log and audit_patient rows of ``events`` chained after (last_seq, prev)."""
     rows, patient_rows, seqs = [], [], []
     for n, event in enumerate(events, start=1):
         seq = last_seq + n
@@ -73,6 +66,51 @@ def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict])
         patient_rows.extend((tenant, p, seq) for p in dict.fromkeys(f["patient_list"]))
         seqs.append(seq)
         prev = h
+    return rows, patient_rows, seqs, prev
+
+
+def append_autonomous_sqlite(engine: Engine, tenant: str, events: Sequence[dict]) -> None:
+    """Append ``events`` in a transaction of their own on a pooled DB-API connection
+    (SQLite; no SQLAlchemy statement handling on the read path). ``BEGIN IMMEDIATE`` takes
+    the database's write lock, which serialises appends like the head row lock does on
+    PostgreSQL."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute("SELECT last_seq, last_hash FROM audit_head WHERE tenant = ?",
+                              (tenant,)).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO audit_head (tenant, last_seq, last_hash) "
+                            "VALUES (?, 0, ?)", (tenant, GENESIS_HASH))
+                row = (0, GENESIS_HASH)
+            rows, patient_rows, seqs, prev = _chain_rows(tenant, int(row[0]), row[1], events)
+            cur.executemany(_SQLITE_LOG, rows)
+            if patient_rows:
+                cur.executemany(_SQLITE_PATIENT, patient_rows)
+            cur.execute("UPDATE audit_head SET last_seq = ?, last_hash = ? WHERE tenant = ?",
+                        (seqs[-1], prev, tenant))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+    finally:
+        raw.close()
+
+
+def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict]) -> list[int]:
+    """Append ``events`` (AuditEvent dicts) to ``tenant``'s chain in the open transaction.
+
+    Returns the sequence numbers given to them. The chain head stays locked until the
+    transaction ends, which serialises appends within a tenant and keeps ``seq`` gap-free.
+    """
+    if not events:
+        return []
+    last_seq, prev = _lock_head(conn, tenant)
+    rows, patient_rows, seqs, prev = _chain_rows(tenant, last_seq, prev, events)
     if conn.dialect.name == "postgresql":
         # one round trip: both inserts (arrays, unnest) and the head update in one statement
         cols = list(zip(*rows))
@@ -82,11 +120,91 @@ def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict])
                        "s": seqs[-1], "h": prev, "t": tenant})
         conn.execute(_PG_APPEND, params)
         return seqs
+    if conn.dialect.name == "sqlite":
+        # plain SQL through the driver: no statement compilation on the read path
+        conn.exec_driver_sql(_SQLITE_LOG, rows)
+        if patient_rows:
+            conn.exec_driver_sql(_SQLITE_PATIENT, patient_rows)
+        conn.exec_driver_sql("UPDATE audit_head SET last_seq = ?, last_hash = ? "
+                             "WHERE tenant = ?", (seqs[-1], prev, tenant))
+        return seqs
     bulk.insert_rows(conn, audit_log, LOG_COLUMNS, rows)
     bulk.insert_rows(conn, audit_patient, PATIENT_COLUMNS, patient_rows)
     conn.execute(text("UPDATE audit_head SET last_seq = :s, last_hash = :h WHERE tenant = :t"),
                  {"s": seqs[-1], "h": prev, "t": tenant})
     return seqs
+
+
+#: PostgreSQL: the whole append (tenant, durability, head lock, hashes, inserts, head) in
+#: one statement, run outside an explicit transaction — one round trip per group commit.
+#: Created by migration 0010; the hash recipe is :func:`record_hash`'s.
+PG_APPEND_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION fkj_audit_append(p_tenant text, p_rows json, p_sync text)
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_seq bigint; v_hash text; v_prev text; r record;
+BEGIN
+  PERFORM set_config('fkj.tenant', p_tenant, true);
+  PERFORM set_config('synchronous_commit', p_sync, true);
+  SELECT last_seq, last_hash INTO v_seq, v_hash FROM audit_head
+   WHERE tenant = p_tenant FOR UPDATE;
+  IF NOT FOUND THEN
+    INSERT INTO audit_head (tenant, last_seq, last_hash) VALUES (p_tenant, 0, repeat('0', 64))
+      ON CONFLICT (tenant) DO NOTHING;
+    SELECT last_seq, last_hash INTO v_seq, v_hash FROM audit_head
+     WHERE tenant = p_tenant FOR UPDATE;
+  END IF;
+  FOR r IN SELECT * FROM json_to_recordset(p_rows) AS x(
+      recorded bigint, patients text, agent text, action text, subtype text, purpose text,
+      outcome text, content text, patient_list json)
+  LOOP
+    v_seq := v_seq + 1;
+    v_prev := v_hash;
+    v_hash := encode(sha256(convert_to(v_prev || chr(30) || r.content || chr(30)
+                                       || v_seq::text || chr(30) || p_tenant, 'UTF8')), 'hex');
+    INSERT INTO audit_log (tenant, seq, recorded, patients, agent, action, subtype, purpose,
+                           outcome, content, prev_hash, hash)
+    VALUES (p_tenant, v_seq, r.recorded, r.patients, r.agent, r.action, r.subtype, r.purpose,
+            r.outcome, r.content, v_prev, v_hash);
+    INSERT INTO audit_patient (tenant, patient, seq)
+    SELECT DISTINCT p_tenant, value, v_seq FROM json_array_elements_text(r.patient_list);
+  END LOOP;
+  UPDATE audit_head SET last_seq = v_seq, last_hash = v_hash WHERE tenant = p_tenant;
+  RETURN v_seq;
+END
+$fn$
+"""
+
+
+def append_autonomous_pg(engine: Engine, tenant: str, events: Sequence[dict],
+                         sync: str = "on") -> None:
+    """Append ``events`` in a transaction of their own, in one round trip
+    (``fkj_audit_append``; PostgreSQL only). ``sync``: ``on`` or ``off``
+    (``synchronous_commit`` of that transaction)."""
+    import orjson
+    rows = []
+    for event in events:
+        f = index_fields(event)
+        rows.append({"recorded": f["recorded"], "patients": f["patients"], "agent": f["agent"],
+                     "action": f["action"], "subtype": f["subtype"], "purpose": f["purpose"],
+                     "outcome": f["outcome"], "content": canonical(event),
+                     "patient_list": f["patient_list"]})
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        try:
+            conn.execute("SELECT fkj_audit_append(%s, %s, %s)",
+                         (tenant, orjson.dumps(rows).decode(), sync))
+        finally:
+            conn.autocommit = False
+    finally:
+        raw.close()
+
+
+_SQLITE_LOG = (f"INSERT INTO audit_log ({', '.join(LOG_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(LOG_COLUMNS))})")
+_SQLITE_PATIENT = "INSERT INTO audit_patient (tenant, patient, seq) VALUES (?, ?, ?)"
 
 
 _PG_TYPES = {"seq": "bigint", "recorded": "bigint"}

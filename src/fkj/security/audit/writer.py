@@ -18,16 +18,17 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from fkj.errors import ServiceUnavailable
-from fkj.security.audit.chain import append_in_transaction
+from fkj.security.audit.chain import (
+    append_autonomous_pg,
+    append_autonomous_sqlite,
+    append_in_transaction,
+)
 from fkj.store.backend import scope
 
 log = logging.getLogger(__name__)
-#: the tenant (row-level security) and the commit's durability, in one round trip
-_PG_BEGIN = text("SELECT set_config('fkj.tenant', :t, true), "
-                 "set_config('synchronous_commit', :sync, true)")
 
 
 class AuditUnavailable(ServiceUnavailable):
@@ -66,6 +67,7 @@ class AuditWriter:
         self._pending: deque = deque()
         self._leader = threading.Lock()
         self._closed = False
+        self._pg_function = True
         #: statistics: transactions committed and records written
         self.commits = 0
         self.records = 0
@@ -141,11 +143,20 @@ class AuditWriter:
         for tenant, items in by_tenant.items():
             try:
                 events = [e for evs, _ in items for e in evs]
-                if self.engine.dialect.name == "postgresql":
-                    with self.engine.connect() as conn, conn.begin():
-                        conn.execute(_PG_BEGIN, {"t": tenant, "sync": "off" if
-                                                 self.sync == "normal" else "on"})
-                        append_in_transaction(conn, tenant, events)
+                if self.engine.dialect.name == "postgresql" and self._pg_function:
+                    try:
+                        append_autonomous_pg(self.engine, tenant, events,
+                                             "off" if self.sync == "normal" else "on")
+                    except Exception as e:  # a database migrated before the function existed
+                        if "fkj_audit_append" not in str(e):
+                            raise
+                        log.warning("fkj_audit_append() is missing (run `fkj migrate`); "
+                                    "appending statement by statement")
+                        self._pg_function = False
+                        with scope(self.engine, tenant, write=True) as conn:
+                            append_in_transaction(conn, tenant, events)
+                elif self.engine.dialect.name == "sqlite":
+                    append_autonomous_sqlite(self.engine, tenant, events)
                 else:
                     with scope(self.engine, tenant, write=True) as conn:
                         append_in_transaction(conn, tenant, events)

@@ -56,10 +56,26 @@ def announce_change(engine, tenant: str) -> None:
 
 
 def read_epoch(engine, tenant: str) -> int:
-    with engine.connect() as conn:
-        v = conn.execute(text("SELECT epoch FROM policy_epoch WHERE tenant = :t"),
-                         {"t": tenant}).scalar_one_or_none()
-    return int(v or 0)
+    """The tenant's current epoch: one primary-key lookup on a pooled DB-API connection
+    (no SQLAlchemy transaction around it; this runs on every request)."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute(_READ_PG if engine.dialect.name == "postgresql" else _READ_SQLITE,
+                        (tenant,))
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if engine.dialect.name == "postgresql":
+            raw.rollback()  # end the implicit transaction before the pool takes it back
+    finally:
+        raw.close()
+    return int(row[0]) if row else 0
+
+
+_READ_SQLITE = "SELECT epoch FROM policy_epoch WHERE tenant = ?"
+_READ_PG = "SELECT epoch FROM policy_epoch WHERE tenant = %s"
 
 
 class ContextCache:

@@ -488,22 +488,21 @@ def _patient_match(tenant, r, rtype: str | None, pids):
     return or_(*conds)
 
 
-def _member_of(col, values, dialect: str, cached=None):
-    """``col IN (values)`` as one bound parameter rather than one per value (building and
-    compiling hundreds of bind parameters per request cost more than the query): a text
-    array on PostgreSQL, ``json_each`` on SQLite."""
+def _member_of(col, values, dialect: str, name: str):
+    """``col IN (values)`` as one bound JSON parameter rather than one per value (building
+    and compiling hundreds of bind parameters per request cost more than the query)."""
     values = sorted(values)
     if len(values) <= 8:
         return col.in_(values)
-    if dialect == "postgresql":
-        from sqlalchemy import any_, literal
-        from sqlalchemy.dialects.postgresql import ARRAY
-        from sqlalchemy.types import Text
-        return col == any_(literal(values, ARRAY(Text)))
-    from sqlalchemy import func, literal
-    src = cached if cached is not None else func.json_each(
-        literal(orjson.dumps(values).decode())).table_valued("value")
-    return col.in_(select(src.c.value))
+    from sqlalchemy import String, column, text
+    # a textual sub-select over one JSON parameter: cheap to build (no alias, no column
+    # collection) and to send (psycopg escapes text arrays element by element with regular
+    # expressions); both uses in one statement bind the same list under the same name
+    sql = (f"SELECT json_array_elements_text(CAST(:{name} AS json)) AS value"
+           if dialect == "postgresql" else f"SELECT value FROM json_each(:{name})")
+    sub = text(sql).bindparams(**{name: orjson.dumps(values).decode()}).columns(
+        column("value", String))
+    return col.in_(sub)
 
 
 def _per_row(ref, r, tenant):
@@ -539,7 +538,22 @@ def _token_rids(tenant, param: str, system: str | None, codes, rtype: str | None
 
 
 def sql_condition(ctx: Context, r, rtype: str | None):
-    """The decision as an SQL condition on the resource alias ``r``."""
+    """The decision as an SQL condition on the resource alias ``r``.
+
+    Built conditions are kept on the context per (alias object, type): the search engine's
+    main alias is one long-lived object, so a caller's repeated searches reuse the
+    condition instead of rebuilding it (building it costs more than running it)."""
+    key = ("condition", rtype)
+    held = ctx.sql_cache.get(key)
+    if held is not None and held[0] is r:
+        return held[1]
+    cond = _sql_condition(ctx, r, rtype)
+    if len(ctx.sql_cache) < 256:
+        ctx.sql_cache[key] = (r, cond)
+    return cond
+
+
+def _sql_condition(ctx: Context, r, rtype: str | None):
     t = ctx.tenant
     ref = idx_reference.alias()
     pairs = _pairs(rtype)
@@ -589,7 +603,7 @@ def sql_condition(ctx: Context, r, rtype: str | None):
     def allowed(col):
         ors = [col.in_(grants)]
         if literal_related:
-            ors.append(_member_of(col, related, ctx.dialect))
+            ors.append(_member_of(col, related, ctx.dialect, "fkj_policy_related"))
         elif related is not None:
             ors.append(col.in_(related))
         return and_(or_(*ors), col.not_in(whole))

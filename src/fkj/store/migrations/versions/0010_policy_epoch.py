@@ -1,4 +1,5 @@
-"""access policy: per-tenant policy epoch (invalidates cached decision contexts)
+"""access policy: per-tenant policy epoch (invalidates cached decision contexts);
+audit: fkj_audit_append() on PostgreSQL (a read's audit record in one round trip)
 
 Revision ID: 0010
 Revises: 0007
@@ -24,7 +25,11 @@ def upgrade() -> None:
         from fkj.store import rls
         # a counter, no clinical data: not tenant-scoped, so any connection can read it
         rls.grant_plain(op.get_bind(), "policy_epoch", "SELECT, INSERT, UPDATE")
+        from fkj.security.audit.chain import PG_APPEND_FUNCTION
+        op.execute(PG_APPEND_FUNCTION)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS fkj_audit_append(text, json, text)")
     op.drop_table('policy_epoch')
