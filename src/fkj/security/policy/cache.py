@@ -60,15 +60,20 @@ def read_epoch(engine, tenant: str) -> int:
     (no SQLAlchemy transaction around it; this runs on every request)."""
     raw = engine.raw_connection()
     try:
-        cur = raw.cursor()
-        try:
-            cur.execute(_READ_PG if engine.dialect.name == "postgresql" else _READ_SQLITE,
-                        (tenant,))
-            row = cur.fetchone()
-        finally:
-            cur.close()
         if engine.dialect.name == "postgresql":
-            raw.rollback()  # end the implicit transaction before the pool takes it back
+            conn = raw.driver_connection
+            conn.autocommit = True  # one round trip: no BEGIN before, no ROLLBACK after
+            try:
+                row = conn.execute(_READ_PG, (tenant,)).fetchone()
+            finally:
+                conn.autocommit = False
+        else:
+            cur = raw.cursor()
+            try:
+                cur.execute(_READ_SQLITE, (tenant,))
+                row = cur.fetchone()
+            finally:
+                cur.close()
     finally:
         raw.close()
     return int(row[0]) if row else 0
