@@ -15,8 +15,24 @@ from tests.views.conftest import (
     seed,
 )
 
-VENDOR = dict(kind="practitioner", subject="Practitioner/vendor-test", client_id="vendor-epj",
-              hpr_number="9000001", roles=["sykepleier"])
+def vendor(tenant: str) -> dict:
+    """A vendor's journal system used by a nurse of home-care zone 1, the unit that delivers
+    the services of seed patients 0 and 3 (her care relation under the access policy)."""
+    return dict(kind="practitioner", subject="Practitioner/vendor-test", client_id="vendor-epj",
+                hpr_number="9000001", roles=["sykepleier"], fhir_user="Practitioner/vendor-test",
+                unit=f"Organization/{tenant}-org-sone-1")
+
+
+def on_care_team(c, tenant: str, pid: str, system: dict) -> None:
+    """Put the vendor's nurse on the patient's care team (a care relation whatever unit
+    serves the patient in this seed)."""
+    r = c.put(f"/fhir/{tenant}/Practitioner/vendor-test", headers=system, json={
+        "resourceType": "Practitioner", "id": "vendor-test", "name": [{"family": "Leverandør"}]})
+    assert r.status_code in (200, 201), r.text
+    r = c.post(f"/fhir/{tenant}/CareTeam", headers=system, json={
+        "resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{pid}"},
+        "participant": [{"member": {"reference": "Practitioner/vendor-test"}}]})
+    assert r.status_code == 201, r.text
 
 
 def _client(asgi_app):
@@ -47,7 +63,7 @@ def test_u1_services_with_units_and_periods(asgi_app, views_app, db):
            "referralRequest": [{"reference": f"ServiceRequest/{r.json()['id']}"}]}
     assert c.post(f"/fhir/{t}/EpisodeOfCare", json=eoc, headers=system).status_code == 201
 
-    user = headers(views_app, t, "user/*.rs", **VENDOR)
+    user = headers(views_app, t, "user/*.rs", **vendor(t))
     b = overview(c, t, pid, user).json()
     items = section_items(b, "tjenester")
     srs = [x for x in items if x["resourceType"] == "ServiceRequest"]
@@ -105,10 +121,14 @@ def test_u2_imported_history(asgi_app, views_app, db):
                       "subject": {"reference": f"Patient/{pid}"},
                       "period": {"start": "2019-03-04", "end": "2019-03-12"}},
          "request": {"method": "POST", "url": "Encounter"}}]}
-    r = c.post(f"/fhir/{t}", json=bundle, headers=headers(views_app, t, "system/*.cruds"))
+    system = headers(views_app, t, "system/*.cruds")
+    r = c.post(f"/fhir/{t}", json=bundle, headers=system)
     assert r.status_code == 200, r.text
-    user = headers(views_app, t, "user/*.rs", **VENDOR)
-    b = overview(c, t, pid, user).json()
+    on_care_team(c, t, pid, system)
+    user = headers(views_app, t, "user/*.rs", **vendor(t))
+    r = overview(c, t, pid, user)
+    assert r.status_code == 200, r.text
+    b = r.json()
     hist = section_items(b, "diagnoser")
     names = [x.get("code", {}).get("text") for x in hist] + \
         [x.get("type", [{}])[0].get("text") for x in hist if x["resourceType"] == "Encounter"]
@@ -124,7 +144,7 @@ def test_u2_imported_history(asgi_app, views_app, db):
 
 def test_lookup_by_fodselsnummer(asgi_app, views_app, seeded):
     c = _client(asgi_app)
-    user = headers(views_app, seeded, "user/*.rs", **VENDOR)
+    user = headers(views_app, seeded, "user/*.rs", **vendor(seeded))
     pat = c.get(f"/fhir/{seeded}/Patient/{seeded}-pat-0", headers=user).json()
     ident = pat["identifier"][0]
     r = c.post(f"/fhir/{seeded}/Patient/_search",
@@ -141,7 +161,7 @@ def test_policy_applies_to_federated_items(asgi_app, views_app, seeded, simulato
     # scopes without AllergyIntolerance/MedicationStatement: neither local nor federated shown
     scope = ("user/Patient.rs user/Consent.rs user/Condition.rs user/Observation.rs "
              "user/ServiceRequest.rs user/EpisodeOfCare.rs user/Organization.rs")
-    r = overview(c, seeded, pid, headers(views_app, seeded, scope, **VENDOR))
+    r = overview(c, seeded, pid, headers(views_app, seeded, scope, **vendor(seeded)))
     assert r.status_code == 200, r.text
     b = r.json()
     types = {e["resource"]["resourceType"] for e in b["entry"]}
