@@ -44,6 +44,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
     except SchemaMismatch as e:
         console.print(f"[red]fkj serve cannot start:[/red] {e.diagnostics}")
         sys.exit(3)
+    # SQLite has no autovacuum to gather planner statistics: gather them once at start
+    from fkj.store.maintenance import refresh_statistics
+    refresh_statistics(app.state.fkj.services.engine)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

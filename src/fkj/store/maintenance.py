@@ -3,7 +3,8 @@
 PostgreSQL's autovacuum gathers planner statistics by itself. SQLite has no such daemon:
 without ``sqlite_stat1`` its planner guesses, and it guesses wrong for the search queries
 (it scans a type's every row instead of following the index of a parameter). ``fkj seed``
-and ``fkj import`` therefore call :func:`refresh_statistics` when they finish.
+and ``fkj import`` therefore call :func:`refresh_statistics` when they finish, and
+``fkj serve`` calls it when it starts.
 """
 
 from __future__ import annotations
