@@ -26,6 +26,8 @@ def wire(fkj: FkjApp) -> FkjApp:
     fkj.extra_routes.extend(export_routes(fkj))
     from fkj.views.wiring import register_views
     register_views(fkj)
+    from fkj.events.wiring import register_events
+    register_events(fkj)
     return fkj
 
 

@@ -19,6 +19,10 @@ OPERATIONS: dict[str, str] = {
     "akuttilgang": "akuttilgang",
     "akuttilganger": "akuttilganger",
     "tilgangslogg": "tilgangslogg",
+    "status": "status",
+    "events": "events",
+    "get-ws-binding-token": "get_ws_binding_token",
+    "process-message": "process_message",
     "oversikt": "oversikt",
 }
 

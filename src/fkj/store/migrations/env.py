@@ -6,6 +6,7 @@ import fkj.security.tables  # noqa: F401  (registers its tables on the metadata)
 import fkj.security.audit.tables  # noqa: F401  (audit log tables)
 import fkj.bulk.tables  # noqa: F401  (bulk import progress, export jobs)
 import fkj.security.policy.tables  # noqa: F401  (emergency access grants)
+import fkj.events.tables  # noqa: F401  (subscriptions, notifications, outbox)
 from fkj.store.schema import metadata
 
 config = context.config
