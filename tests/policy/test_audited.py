@@ -63,3 +63,30 @@ def test_filtered_results_audit_only_what_was_shown(w, fkj_app, policy_tenant): 
     # the Bundle's refused entry is audited as a failure naming what was asked for
     failed = [e for e in events if e["outcome"] == "4"]
     assert any("Condition/c-other" in refs(e) for e in failed)
+
+
+def test_export_is_audited_page_by_page(w, fkj_app, policy_tenant, tmp_path):  # noqa: F811
+    """A Patient-level $export by the nurse: one $export AuditEvent listing every exported
+    resource and naming the patient — and nothing of what the policy hid."""
+    from tests.bulk.test_export import download, finish
+    _, n = w
+    previous = fkj_app.services.extras.get("bulk_export_dir")
+    fkj_app.services.extras["bulk_export_dir"] = str(tmp_path / "exports")
+    try:
+        before = len(audit_rows(fkj_app, policy_tenant))
+        r = n.get(f"{n.base}/Patient/$export", params={"_type": "Condition"},
+                  headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
+        _, status = finish(n, r)
+        got = {x["id"] for x in download(n, status.json()).get("Condition", [])}
+    finally:
+        if previous is None:
+            fkj_app.services.extras.pop("bulk_export_dir", None)
+        else:
+            fkj_app.services.extras["bulk_export_dir"] = previous
+    assert got == {"c-mine"}
+    ops = [e for e in _nurse_events(fkj_app, policy_tenant, before)
+           if e["subtype"][-1]["code"] == "$export"]
+    assert [e["action"] for e in ops] == ["E", "R"]  # the kick-off, then the exported page
+    exports = ops[1:]
+    assert refs(exports[0]) == ["Condition/c-mine"]
+    assert refs(exports[0], role="1") == ["Patient/mine"]

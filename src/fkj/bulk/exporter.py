@@ -41,11 +41,12 @@ def parse_since(value: str) -> int:
     return int(d.timestamp() * 1_000_000)
 
 
-def _audit_export(repo, job, resource_refs) -> None:
-    """Audit hook for exported data: called with every page of ``Type/id`` references written
-    to an export file (``job`` is the job id, or None for ``fkj export``). Intentionally a
-    no-op until the audit module is wired in here."""
-    return None
+def _audit_export(repo, job, rows) -> None:
+    """Audit every page written to an export file (``job`` is the job id, or None for
+    ``fkj export``): one AuditEvent per page, committed before the next page is read, so the
+    files (served only when the job is complete) never hold unaudited data."""
+    from fkj.security.audit import record_export_page
+    record_export_page(repo.services, repo.tenant, repo.principal, job, rows)
 
 
 @dataclass
@@ -265,7 +266,7 @@ def _export_type(repo, req: ExportRequest, rtype: str, out_dir: Path, queries, p
             fh.write("\n".join(row.content for row in rows).encode() + b"\n")
             last_rid = rows[-1].rid
             n += len(rows)
-            _audit_export(repo, job, [f"{rtype}/{row.id}" for row in rows])
+            _audit_export(repo, job, [(f"{rtype}/{row.id}", row.content) for row in rows])
             if on_progress is not None:
                 on_progress(len(rows), rtype)
             if len(rows) < PAGE:

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import sqlite3
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +35,14 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, insert, select, update
 
+from fkj.bulk._pipeline import ERR, WorkState, init_worker, work_prepare, work_scan
+from fkj.bulk._writer import Write
+from fkj.bulk._writer import write as write_rows
 from fkj.bulk.tables import bulk_import_file
 from fkj.errors import FhirError
 from fkj.model.references import iter_references, split_relative
+
+log = logging.getLogger(__name__)
 from fkj.store.backend import now_us, scope
 from fkj.store.schema import resource
 
@@ -44,8 +51,11 @@ ID_NAMESPACE = uuid.UUID("5b0f3c1e-6a43-4d0e-9f36-6b1f4a0c2d71")
 BUNDLE_TYPES = ("batch", "transaction", "collection", "searchset")
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 JSON_SUFFIXES = (".json", ".json.gz")
-DEFAULT_BATCH = 1000
+DEFAULT_BATCH = 2000
 HEAD_BYTES = 1 << 20
+#: NDJSON still to import from which the scan runs in the worker processes
+PARALLEL_SCAN_BYTES = 8 << 20
+SCAN_CHUNK = 5000
 
 
 class FatalImportError(Exception):
@@ -118,10 +128,18 @@ def _ndjson_lines(src: Source) -> Iterator[tuple[int, bytes]]:
 
 
 def _line_id(src: Source, n: int) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{src.path.name}|line {n}"))
+    return _line_id_name(src.path.name, n)
+
+
+def _line_id_name(name: str, n: int) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{name}|line {n}"))
 
 
 def _parse_line(src: Source, n: int, raw: bytes) -> Item:
+    return _parse_line_name(src.path.name, n, raw)
+
+
+def _parse_line_name(name: str, n: int, raw: bytes) -> Item:
     try:
         res = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -130,7 +148,7 @@ def _parse_line(src: Source, n: int, raw: bytes) -> Item:
         return Item(n, error="the line is not a FHIR resource (no resourceType)")
     rid = res.get("id")
     if rid is None:
-        rid = _line_id(src, n)
+        rid = _line_id_name(name, n)
     elif not isinstance(rid, str):
         return Item(n, res["resourceType"], None, res, "id must be a string")
     return Item(n, res["resourceType"], rid, res)
@@ -398,6 +416,8 @@ class Importer:
         #: processes validating and indexing in parallel (0: in this process)
         self.workers = default_workers() if workers is None else workers
         self._pool = None
+        self._state: WorkState | None = None
+        self._pg = False
 
     # -------------------------------------------------------------- entry
     def run(self, paths: list[str | Path]) -> ImportResult:
@@ -410,13 +430,18 @@ class Importer:
                 raise FatalImportError("no NDJSON (.ndjson, .jsonl) or JSON files found")
             self._load_progress(result.files)
             ids = IdSet()
+            self._pg = self.services.engine.dialect.name == "postgresql"
+            todo_bytes = sum(s.size for s in result.files if not s.done and s.kind == "ndjson")
+            if self.workers > 0 and todo_bytes >= PARALLEL_SCAN_BYTES:
+                self._pool = self._make_pool(ids)
             total = self._scan(result.files, ids)
-            if self.workers > 0 and total >= 2 * self.batch_size:
-                self._pool = _make_pool(self.workers, self.services.settings, self.tenant)
+            if self._pool is None:
+                if self.workers > 0 and total >= 2 * self.batch_size:
+                    self._pool = self._make_pool(ids)
+                else:
+                    self._state = WorkState(self.repo, self.tenant, ids.path, self._pg)
             self.on_total(total)
-            for src in result.files:
-                if not src.done:
-                    self._load_file(src, ids, result)
+            self._load(result.files, ids, result)
         except FatalImportError as e:
             result.fatal = str(e)
         except FhirError as e:
@@ -429,12 +454,28 @@ class Importer:
             if self._pool is not None:
                 self._pool.terminate()
                 self._pool = None
+            if self._state is not None:
+                self._state.close()
+                self._state = None
             if ids is not None:
                 ids.close()
             self.report.close()
         if self.report_dir is not None:
             (self.report_dir / "summary.txt").write_text(result.summary() + "\n")
+        if result.loaded and not result.dry_run:
+            self._after_load()
         return result
+
+    def _after_load(self) -> None:
+        """The loaded data may change access decisions (care teams, blocks …) and the
+        planner's picture of the tables: tell the servers, gather SQLite statistics."""
+        from fkj.security.policy.cache import announce_change
+        from fkj.store.maintenance import refresh_statistics
+        try:
+            announce_change(self.services.engine, self.tenant)
+            refresh_statistics(self.services.engine)
+        except Exception:  # noqa: BLE001 - the import itself succeeded
+            log.exception("after-import maintenance failed")
 
     # -------------------------------------------------------------- job table
     def _load_progress(self, files: list[Source]) -> None:
@@ -466,148 +507,207 @@ class Importer:
             raise FatalImportError(f"{src.path} is being imported by another process")
 
     # -------------------------------------------------------------- pass 1
+    def _make_pool(self, ids: IdSet):
+        return _make_pool(self.workers, self.services.settings, self.tenant,
+                          self.repo.registry, ids.path, self._pg)
+
     def _scan(self, files: list[Source], ids: IdSet) -> int:
         total = 0
         for src in files:
-            n = todo = 0
-            for item in items(src, scan=True):
-                n += 1
-                if item.line > src.line:
-                    todo += 1
-                if item.rtype and item.rid:
-                    ids.add(item.rtype, item.rid)
-                if item.full_url:
-                    ids.add_url(item.full_url, f"{item.rtype}/{item.rid}")
+            if src.kind == "ndjson" and self._pool is not None:
+                n, todo = self._scan_parallel(src, ids)
+            else:
+                n = todo = 0
+                for item in items(src, scan=True):
+                    n += 1
+                    if item.line > src.line:
+                        todo += 1
+                    if item.rtype and item.rid:
+                        ids.add(item.rtype, item.rid)
+                    if item.full_url:
+                        ids.add_url(item.full_url, f"{item.rtype}/{item.rid}")
             src.total = n
             if not src.done:
                 total += todo
         ids.flush()
         return total
 
+    def _scan_parallel(self, src: Source, ids: IdSet) -> tuple[int, int]:
+        """The scan of an NDJSON file with the JSON parsed in the worker processes."""
+        pending: deque = deque()
+        n = todo = 0
+
+        def take(job) -> None:
+            nonlocal n, todo
+            first, res = job
+            res = res.get()
+            n += len(res)
+            todo += sum(1 for k in range(len(res)) if first[k] > src.line)
+            for key in res:
+                if key is not None:
+                    ids.add(*key)
+
+        buf: list = []
+        for entry in _ndjson_lines(src):
+            buf.append(entry)
+            if len(buf) >= SCAN_CHUNK:
+                pending.append(([e[0] for e in buf], self._pool.apply_async(
+                    work_scan, (src.path.name, buf))))
+                buf = []
+                if len(pending) > self.workers + 2:
+                    take(pending.popleft())
+        if buf:
+            pending.append(([e[0] for e in buf], self._pool.apply_async(
+                work_scan, (src.path.name, buf))))
+        while pending:
+            take(pending.popleft())
+        return n, todo
+
     # -------------------------------------------------------------- pass 2
-    def _load_file(self, src: Source, ids: IdSet, result: ImportResult) -> None:
-        batch: list[Item] = []
-        keys: set[tuple[str, str]] = set()
-        last_line = src.line
-        pending_errors: list[ImportError_] = []
-        skipped_before = 0
-        for item in items(src, urn_lookup=ids.url):
-            if item.line <= src.line:
-                skipped_before += 1
+    def _chunks(self, files: list[Source], ids: IdSet, result: ImportResult):
+        """(file, entries) of at most ``batch_size`` lines still to load, then (file, None)
+        at the end of each file. Entries are raw NDJSON lines or parsed Bundle entries."""
+        size = self.batch_size
+        for src in files:
+            if src.done:
                 continue
-            result.read += 1
-            if item.error is not None or item.rtype is None or item.rid is None:
-                pending_errors.append(self._error(src, item, item.error or "no id"))
+            buf: list = []
+            if src.kind == "ndjson":
+                for n, raw in _ndjson_lines(src):
+                    if n <= src.line:
+                        result.skipped += 1
+                        continue
+                    buf.append((n, raw))
+                    if len(buf) >= size:
+                        yield src, buf
+                        buf = []
             else:
-                key = (item.rtype, item.rid)
-                if key in keys:  # the same resource twice in one batch: commit the first
-                    self._commit(src, batch, pending_errors, last_line, ids, result)
-                    batch, keys, pending_errors = [], set(), []
-                    last_line = src.line
-                keys.add(key)
-                batch.append(item)
-            last_line = item.line
-            if len(batch) + len(pending_errors) >= self.batch_size:
-                self._commit(src, batch, pending_errors, last_line, ids, result)
-                batch, keys, pending_errors = [], set(), []
-        self._commit(src, batch, pending_errors, last_line, ids, result, done=True)
-        result.skipped += skipped_before
+                for item in _bundle_items(src, ids.url):
+                    if item.line <= src.line:
+                        result.skipped += 1
+                        continue
+                    buf.append(item)
+                    if len(buf) >= size:
+                        yield src, buf
+                        buf = []
+            if buf:
+                yield src, buf
+            yield src, None
 
-    def _error(self, src: Source, item: Item, reason: str, expression=None,
-               code: str = "invalid") -> ImportError_:
-        ref = f"{item.rtype}/{item.rid}" if item.rtype and item.rid else None
-        return ImportError_(str(src.path), item.line, reason, ref, list(expression or []), code)
+    def _load(self, files: list[Source], ids: IdSet, result: ImportResult) -> None:
+        """Workers prepare the next chunks while this process stores the current one; at most
+        ``workers + 2`` chunks are in flight, so memory stays flat."""
+        pending: deque = deque()
+        depth = self.workers + 2 if self._pool is not None else 0
+        state = _BatchState()
+        for src, entries in self._chunks(files, ids, result):
+            if entries is None:
+                pending.append((src, None))
+            elif self._pool is not None:
+                pending.append((src, self._pool.apply_async(
+                    work_prepare, (src.path.name, entries, now_us()))))
+            else:
+                pending.append((src, self._state.prepare(src.path.name, entries, now_us())))
+            while len(pending) > depth:
+                self._consume(pending.popleft(), state, result)
+        while pending:
+            self._consume(pending.popleft(), state, result)
 
-    def _commit(self, src: Source, batch: list[Item], errors: list[ImportError_], line: int,
-                ids: IdSet, result: ImportResult, done: bool = False) -> None:
+    def _consume(self, job, st: "_BatchState", result: ImportResult) -> None:
+        src, res = job
+        if res is None:  # the end of the file
+            self._commit(src, st, result, done=True)
+            return
+        if not isinstance(res, list):
+            res = res.get()
+        if st.src is not src:
+            st.reset(src)
+        size = self.batch_size
+        for r in res:
+            result.read += 1
+            if r[0] == ERR:
+                st.errors.append(ImportError_(
+                    str(src.path), r[1], r[4], f"{r[2]}/{r[3]}" if r[2] and r[3] else None,
+                    list(r[5] or []), r[6]))
+            else:
+                key = (r[2], r[3])
+                if key in st.keys:  # the same resource twice in one batch: commit the first
+                    self._commit(src, st, result)
+                st.keys.add(key)
+                st.batch.append(r)
+            st.line = r[1]
+            if len(st.batch) + len(st.errors) >= size:
+                self._commit(src, st, result)
+
+    def _commit(self, src: Source, st: "_BatchState", result: ImportResult,
+                done: bool = False) -> None:
+        if st.src is not src:
+            st.reset(src)
+        batch, errors, line = st.batch, st.errors, st.line
         if not batch and not errors and not done:
             return
+        lines = len(batch) + len(errors)
         repo = self.repo
         if self.dry_run:
             with scope(self.services.engine, self.tenant) as conn:
-                good = self._prepare_batch(conn, src, batch, errors, ids, write=False)
+                good = self._store_batch(conn, src, batch, errors, write=False)
         else:
             with repo.transaction():
                 conn = repo._conn
-                good = self._prepare_batch(conn, src, batch, errors, ids, write=True)
-                self._commit_progress(conn, src, line, len(good), len(errors), done)
+                good = self._store_batch(conn, src, batch, errors, write=True)
+                self._commit_progress(conn, src, line, good, len(errors), done)
         # written after the commit: a crash in between loses report lines, never duplicates
         self.report.write(errors)
         src.line, src.done = line, done
-        src.loaded += len(good)
+        src.loaded += good
         src.failed += len(errors)
-        result.loaded += len(good)
+        result.loaded += good
         result.failed += len(errors)
-        self.on_progress(len(batch) + len(errors))
+        st.reset(src)
+        st.line = line
+        self.on_progress(lines)
 
-    def _prepare_batch(self, conn, src: Source, batch: list[Item], errors: list[ImportError_],
-                       ids: IdSet, *, write: bool) -> list:
+    def _store_batch(self, conn, src: Source, batch: list, errors: list[ImportError_], *,
+                     write: bool) -> int:
+        """Check what needs the database and (if ``write``) store the good ones: their
+        number."""
         from fkj.store import resources as sql
 
-        repo = self.repo
+        hooks = self.services.hooks.authorize
+        if hooks:
+            for r in batch:
+                content = r[5]
+                if isinstance(content, bytes):
+                    content = content.replace(b"\\\\", b"\\")
+                self.repo.authorize("update", r[2], orjson.loads(content))
         current = self._currents(conn, batch)
-        prepared = []
-        unknown: set[tuple[str, str]] = set()
-        ts = now_us()
-        for item in batch:
-            repo.authorize("update", item.rtype, item.resource)
-        for item, op in zip(batch, self._prepare_all(batch, ts)):
-            cur = current.get((item.rtype, item.rid))
-            if isinstance(op, tuple):  # (diagnostics, expression, code)
-                errors.append(self._error(src, item, op[0], op[1], op[2]))
-                continue
-            if cur is not None:
-                op.version = cur[1] + 1
-                op.content = op.content.replace('"versionId":"1"',
-                                                f'"versionId":"{op.version}"', 1)
-            if op.type != item.rtype:
-                errors.append(self._error(src, item, "resourceType changed"))
-                continue
-            for _, t, i in op.references:
-                if (t, i) not in ids:
-                    unknown.add((t, i))
-            prepared.append((item, op, cur))
+        unknown = {(t, i) for r in batch for _, t, i in r[6]}
         if unknown:
             unknown -= sql.existing_ids(conn, self.tenant, unknown)
-        good = []
-        for item, op, cur in prepared:
-            bad = next(((p, t, i) for p, t, i in op.references if (t, i) in unknown), None)
-            if bad is not None:
-                errors.append(self._error(
-                    src, item, f"reference {bad[1]}/{bad[2]} resolves neither to a resource of "
-                    "the import nor to one stored in this municipality", [bad[0]], "processing"))
-                continue
-            op.references = []  # checked above, against the import set as well
-            good.append(op)
+        ops = []
+        for r in batch:
+            if r[6] and unknown:
+                bad = next(((p, t, i) for p, t, i in r[6] if (t, i) in unknown), None)
+                if bad is not None:
+                    errors.append(ImportError_(
+                        str(src.path), r[1],
+                        f"reference {bad[1]}/{bad[2]} resolves neither to a resource of the "
+                        "import nor to one stored in this municipality",
+                        f"{r[2]}/{r[3]}", [bad[0]], "processing"))
+                    continue
+            ops.append(Write(r[2], r[3], r[4], r[5], r[7], current.get((r[2], r[3]))))
         if write:
-            for op in good:
-                key = (op.type, op.id)
-                cur = current.get(key)
-                if cur is not None:
-                    op.rid, op.action = cur[0], "update"
-                    if not sql.update_current(conn, cur[0], cur[1], {
-                            "version": op.version, "last_updated": op.last_updated,
-                            "deleted": False, "content": op.content}):
-                        raise FatalImportError(
-                            f"{op.type}/{op.id} was changed by another writer during the import")
-                repo._uow.add(op)  # type: ignore[union-attr]
-        return good
+            def conflict(op):
+                raise FatalImportError(
+                    f"{op.type}/{op.id} was changed by another writer during the import")
+            write_rows(conn, self.tenant, self.repo.principal.display, ops,
+                       {k: v[1] for k, v in current.items()}, conflict)
+        return len(ops)
 
-    def _prepare_all(self, batch: list[Item], ts: int) -> list:
-        jobs = [(item.resource, item.rid) for item in batch]
-        if self._pool is None or len(jobs) < 64:
-            return _prepare_chunk(jobs, ts, self.repo)
-        n = max(1, -(-len(jobs) // (self.workers * 2)))
-        chunks = [jobs[i:i + n] for i in range(0, len(jobs), n)]
-        out: list = []
-        for part in self._pool.starmap(_prepare_chunk, [(c, ts) for c in chunks]):
-            out.extend(part)
-        return out
-
-    def _currents(self, conn, batch: list[Item]) -> dict[tuple[str, str], tuple[int, int]]:
+    def _currents(self, conn, batch: list) -> dict[tuple[str, str], tuple[int, int]]:
         by_type: dict[str, list[str]] = {}
-        for item in batch:
-            by_type.setdefault(item.rtype, []).append(item.rid)  # type: ignore[arg-type]
+        for r in batch:
+            by_type.setdefault(r[2], []).append(r[3])
         out = {}
         c = resource.c
         for t, rids in by_type.items():
@@ -619,8 +719,24 @@ class Importer:
         return out
 
 
+class _BatchState:
+    """The batch being gathered for the next transaction."""
+
+    def __init__(self):
+        self.src: Source | None = None
+        self.reset(None)
+
+    def reset(self, src: Source | None) -> None:
+        self.src = src
+        self.batch: list = []
+        self.keys: set[tuple[str, str]] = set()
+        self.errors: list[ImportError_] = []
+        if src is not None:
+            self.line = src.line
+
+
 def default_workers() -> int:
-    """Worker processes for validation and indexing: one per core beyond the first, at most 4
+    """Worker processes for validation and indexing: one per core, at most 4
     (``FKJ_IMPORT_WORKERS`` overrides; 0 = none)."""
     env = os.environ.get("FKJ_IMPORT_WORKERS")
     if env is not None and env.strip().isdigit():
@@ -628,49 +744,11 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1)))
 
 
-_worker_repo = None
-
-
-def _init_worker(settings, tenant: str) -> None:
-    """Pool initializer: die with the parent (SIGKILL of the import kills its workers too)."""
-    global _worker_repo
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:
-            os._exit(0)
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    from fkj.repository.repository import Repository
-    from fkj.repository.services import Services
-    from fkj.search.registry import default_registry
-    from fkj.types import Principal
-
-    services = Services(engine=None, settings=settings, indexing=settings.indexing)  # type: ignore[arg-type]
-    services.extras["registry"] = default_registry()
-    _worker_repo = Repository(services, Principal.system(tenant, subject="fkj-import"), tenant)
-
-
-def _prepare_chunk(jobs: list[tuple[dict, str]], ts: int, repo=None) -> list:
-    """Validate and index resources at version 1: a Prepared, or (diagnostics, expression,
-    code) for a rejected one. Runs in a worker process or in the importer itself."""
-    repo = repo or _worker_repo
-    out: list = []
-    for res, rid in jobs:
-        try:
-            out.append(repo.prepare(res, rtype=None, rid=rid, version=1, method="PUT", ts=ts))
-        except FhirError as e:
-            issue = e.issues[0] if e.issues else None
-            out.append((e.diagnostics, list(issue.expression) if issue else [],
-                        issue.code if issue else "invalid"))
-    return out
-
-
-def _make_pool(workers: int, settings, tenant: str):
+def _make_pool(workers: int, settings, tenant: str, registry, ids_path: str, pg: bool):
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(settings, tenant))
+    return ctx.Pool(workers, initializer=init_worker,
+                    initargs=(settings, tenant, registry, ids_path, pg))
 
 
 def import_paths(engine, settings, tenant: str, paths: list[str | Path], **options) -> ImportResult:

@@ -48,4 +48,29 @@ def record_access(services, tenant: str, principal, *, subtype: str, resources: 
         outcome=outcome, purpose=purpose, description=description)])
 
 
-__all__.append("record_access")
+def record_export_page(services, tenant: str, principal, job: str | None,
+                       rows: list[tuple[str, str]]) -> None:
+    """Audit one page of a bulk export: ``rows`` are (``Type/id``, resource JSON text). One
+    AuditEvent (subtype ``$export``, action R) lists the resources compactly and every patient
+    they belong to, so each patient's "who has accessed my information" shows the export.
+    Raises :class:`AuditUnavailable` if it cannot be committed (the export then fails)."""
+    writer = services.extras.get("audit_writer")
+    if writer is None or not rows:
+        return
+    import orjson
+
+    from fkj.security.audit.wiring import _add_compact_entities, _patients_of
+    patients: list[str] = []
+    for _, content in rows:
+        try:
+            _patients_of(orjson.loads(content), patients)
+        except orjson.JSONDecodeError:
+            continue
+    event = build_audit_event(principal, action="R", subtype="$export", resources=[],
+                              patients=list(dict.fromkeys(patients)), outcome="0",
+                              description=f"bulk export job {job}" if job else "fkj export")
+    _add_compact_entities(event, [ref for ref, _ in rows])
+    writer.record(tenant, [event])
+
+
+__all__ += ["record_access", "record_export_page"]
