@@ -203,6 +203,13 @@ def test_cli_export(db, bclient, loaded, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["Observation.ndjson", "Patient.ndjson",
                                                      "manifest.json"]
     assert len((out / "Observation.ndjson").read_bytes().splitlines()) == loaded["Observation"]
+    # the command-line export is audited too, page by page, by its own agent
+    from fkj.security.audit import search_audit
+    pages = [x for x in search_audit(db.engine, bclient.tenant, limit=1000)
+             if x["subtype"] == "$export" and x["agent"] == "fkj-export"]
+    exported = sum(int(e["description"].split()[0]) for x in pages
+                   for e in x["event"]["entity"] if e.get("name") == "Observation")
+    assert exported == loaded["Observation"]
     r = CliRunner().invoke(app, ["export", "--tenant", bclient.tenant, "--out", str(out),
                                  "--database-url", db.url, "--no-progress",
                                  "--since", "2999-01-01"])

@@ -119,6 +119,8 @@ def export_command(
     settings = Settings(database_url=database_url or default_database_url())
     services = Services(engine=engine, settings=settings)
     services.extras["registry"] = default_registry()
+    from fkj.security.audit.writer import AuditWriter
+    services.extras["audit_writer"] = AuditWriter(engine)  # the export is audited
     repo = Repository(services, Principal.system(tenant, subject="fkj-export"), tenant)
     try:
         services.tenants.get(tenant)
