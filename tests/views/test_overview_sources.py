@@ -42,7 +42,8 @@ def _sources_of(resource: dict) -> set[str]:
 def test_overview_all_sources_up(asgi_app, views_app, seeded, simulators):
     configure(views_app.services.engine, seeded, _sources(simulators, seeded))
     c = _client(asgi_app)
-    r = overview(c, seeded, f"{seeded}-pat-0", headers(views_app, seeded))
+    doctor = legevakt_with_emergency_access(c, views_app, seeded, f"{seeded}-pat-0")
+    r = overview(c, seeded, f"{seeded}-pat-0", doctor)
     assert r.status_code == 200, r.text
     b = r.json()
     assert b["resourceType"] == "Bundle" and b["type"] == "document"
@@ -82,11 +83,28 @@ def test_overview_all_sources_up(asgi_app, views_app, seeded, simulators):
                for x in kritisk)
 
 
+def legevakt_with_emergency_access(c, fkj, tenant: str, pid: str) -> dict:
+    """A legevakt physician with no care relation to the patient opens the record by
+    emergency access ($akuttilgang), as at 3 a.m.; returns the headers of her requests."""
+    import random
+    hpr = str(random.randrange(9_100_000, 9_999_999))  # a physician with no earlier grant
+    h = headers(fkj, tenant, "user/*.rs", kind="practitioner", subject=f"helseid-{hpr}",
+                hpr_number=hpr, roles=["lege"], unit=f"Organization/{tenant}-org-legevakt",
+                fhir_user="Practitioner/legevakt-lege", client_id="legevakt-epj")
+    assert overview(c, tenant, pid, h).status_code == 403  # no care relation
+    r = c.post(f"/fhir/{tenant}/Patient/{pid}/$akuttilgang", headers=h, json={
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reason", "valueString": "bevisstløs pasient på legevakten"}]})
+    assert r.status_code == 200, r.text
+    return h
+
+
 def test_hlr_minus_at_top_when_kjernejournal_is_down(asgi_app, views_app, seeded, simulators):
     configure(views_app.services.engine, seeded,
               _sources(simulators, seeded, kjernejournal="down"))
     c = _client(asgi_app)
-    r = overview(c, seeded, f"{seeded}-pat-0", headers(views_app, seeded))
+    doctor = legevakt_with_emergency_access(c, views_app, seeded, f"{seeded}-pat-0")
+    r = overview(c, seeded, f"{seeded}-pat-0", doctor)
     assert r.status_code == 200, r.text
     b = r.json()
     first = section_items(b, "kritisk")[0]
@@ -112,13 +130,14 @@ def test_hlr_minus_only_in_kjernejournal(asgi_app, views_app, db, simulators):
     repo.delete("Consent", f"{t}-p0-hlr-1")
     c = _client(asgi_app)
     configure(views_app.services.engine, t, _sources(simulators, t))
-    b = overview(c, t, f"{t}-pat-0", headers(views_app, t)).json()
+    doctor = legevakt_with_emergency_access(c, views_app, t, f"{t}-pat-0")
+    b = overview(c, t, f"{t}-pat-0", doctor).json()
     first = section_items(b, "kritisk")[0]
     kj = simulators.get("kjernejournal", t, PATIENTS).url
     assert first["resourceType"] == "Consent" and first["meta"]["source"] == kj
     assert _sources_of(first) == {kj}
     # … and when Kjernejournal is down too, the overview says so instead
     configure(views_app.services.engine, t, _sources(simulators, t, kjernejournal="down"))
-    b = overview(c, t, f"{t}-pat-0", headers(views_app, t)).json()
+    b = overview(c, t, f"{t}-pat-0", doctor).json()
     assert not any(x["resourceType"] == "Consent" for x in section_items(b, "kritisk"))
     assert "Kjernejournal" in section(b, "kritisk")["text"]["div"]
