@@ -42,11 +42,62 @@ def demo(database_url: Optional[str] = DatabaseUrl,
         for nr in FKJ_MUNICIPALITIES:
             seed_tenant(engine, settings, nr, patients, 42)
     console.print(f"[green]demo data ready in {time.perf_counter() - t0:.1f} s[/green]")
+    sims = start_simulators(engine, host, port + 1, DEMO_SOURCES_TENANT, patients) \
+        if serve_too else []
     _print_guide(settings, engine, FKJ_MUNICIPALITIES)
-    if serve_too:
-        from fkj.cli.serve import serve
-        serve(host=host, port=port, database_url=url, demo=True, base_url=settings.base_url,
-              workers=1)
+    for kind, sim_url, _ in sims:
+        console.print(f"Simulator {kind:<13} {sim_url}  (Bergen's $oversikt asks it)")
+    if sims:
+        console.print(f"Overview:  curl -H \"Authorization: Bearer $TOKEN\" "
+                      f"'{settings.base_url}/fhir/{DEMO_SOURCES_TENANT}/Patient/"
+                      f"{DEMO_SOURCES_TENANT}-pat-0/$oversikt'")
+    try:
+        if serve_too:
+            from fkj.cli.serve import serve
+            serve(host=host, port=port, database_url=url, demo=True,
+                  base_url=settings.base_url, workers=1)
+    finally:
+        for _, _, proc in sims:
+            proc.terminate()
+
+
+#: the municipality whose $oversikt asks the three simulated national services
+DEMO_SOURCES_TENANT = "4601"
+SIMULATED = ("kjernejournal", "pll", "provesvar")
+
+
+def start_simulators(engine, host: str, first_port: int, tenant: str, patients: int):
+    """Start Kjernejournal, PLL and Pasientens prøvesvar simulators as separate processes
+    (``fkj simulate``, the same persons as ``fkj seed``) and point the tenant's sources at
+    them. Returns (kind, url, process) triples; the caller stops them."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from fkj.store.tenants import update_tenant_settings
+
+    out, sources = [], []
+    for i, kind in enumerate(SIMULATED):
+        p = first_port + i
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fkj", "simulate", kind, "--port", str(p), "--host", host,
+             "--tenant", tenant, "--patients", str(patients), "--seed", "42"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://{host}:{p}"
+        out.append((kind, url, proc))
+        sources.append({"name": kind, "base_url": url, "client_id": "fkj",
+                        "client_secret": "fkj-secret"})
+    deadline = time.monotonic() + 20
+    for kind, url, proc in out:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                httpx.get(url + "/metadata", timeout=0.5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    update_tenant_settings(engine, tenant, sources=sources)
+    return out
 
 
 def _print_guide(settings: Settings, engine, municipalities: dict[str, str]) -> None:
