@@ -197,3 +197,33 @@ def test_audited_as_one_access(asgi_app, views_app, seeded, simulators):
              if e["resource"]["resourceType"] not in ("Composition", "Provenance",
                                                       "OperationOutcome")}
     assert pid == f"{seeded}-pat-0" and set(refs) == shown
+
+
+def test_overview_is_one_audited_access_listing_every_resource(asgi_app, views_app, seeded,
+                                                               simulators):
+    """In the audit log (not a hook): one AuditEvent for the $oversikt request, naming the
+    patient and every resource shown — local and federated."""
+    from tests.auditflow.conftest import audit_rows, refs
+
+    sources = [simulators.get(k, seeded, PATIENTS).config(cache_ttl_s=0)
+               for k in ("kjernejournal", "pll", "provesvar")]
+    configure(views_app.services.engine, seeded, sources)
+    c = _client(asgi_app)
+    pid = f"{seeded}-pat-0"
+    before = len(audit_rows(views_app, seeded))
+    r = overview(c, seeded, pid, headers(views_app, seeded, "user/*.rs", **vendor(seeded)))
+    assert r.status_code == 200, r.text
+    b = r.json()
+    rows = [x for x in audit_rows(views_app, seeded)[before:] if x["agent"] == "9000001"]
+    assert [x["subtype"] for x in rows] == ["$oversikt"]
+    event = rows[0]["event"]
+    shown = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in b["entry"]
+             if e["resource"]["resourceType"] not in ("Composition", "OperationOutcome")}
+    listed = {x.split("/_history/")[0] for x in refs(event)}
+    assert shown <= listed, shown - listed
+    from fkj.sources.base import item_sources
+    sims = {s["base_url"] for s in sources}
+    federated = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in b["entry"]
+                 if {u for u, _ in item_sources(e["resource"])} & sims}
+    assert federated and federated <= listed
+    assert refs(event, role="1") == [f"Patient/{pid}"]
