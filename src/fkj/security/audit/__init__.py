@@ -48,6 +48,10 @@ def record_access(services, tenant: str, principal, *, subtype: str, resources: 
         outcome=outcome, purpose=purpose, description=description)])
 
 
+_PATIENT_REF = __import__("re").compile(
+    r'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9.\-]{1,64})"')
+
+
 def record_export_page(services, tenant: str, principal, job: str | None,
                        rows: list[tuple[str, str]]) -> None:
     """Audit one page of a bulk export: ``rows`` are (``Type/id``, resource JSON text). One
@@ -57,15 +61,13 @@ def record_export_page(services, tenant: str, principal, job: str | None,
     writer = services.extras.get("audit_writer")
     if writer is None or not rows:
         return
-    import orjson
-
-    from fkj.security.audit.wiring import _add_compact_entities, _patients_of
+    from fkj.security.audit.wiring import _add_compact_entities
     patients: list[str] = []
-    for _, content in rows:
-        try:
-            _patients_of(orjson.loads(content), patients)
-        except orjson.JSONDecodeError:
-            continue
+    for ref, content in rows:
+        if ref.startswith("Patient/"):
+            patients.append(ref)
+        else:  # every Patient the resource refers to (a scan of the text, no JSON parsing)
+            patients.extend(f"Patient/{m}" for m in _PATIENT_REF.findall(content))
     event = build_audit_event(principal, action="R", subtype="$export", resources=[],
                               patients=list(dict.fromkeys(patients)), outcome="0",
                               description=f"bulk export job {job}" if job else "fkj export")
