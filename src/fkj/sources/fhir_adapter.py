@@ -201,18 +201,46 @@ class FhirSourceAdapter:
                 and e["resource"].get("resourceType") in self.types]
 
     def _localise(self, items: list[dict], patient: PatientKey) -> list[dict]:
-        """Copies of the items, stamped with this source; the service's patient reference
-        becomes a reference to the local patient (kept as identifier too)."""
+        """Copies of the items, stamped with this source. The service's own Patient (the
+        person the search was for: whatever ``patient``/``subject`` of the items name) becomes
+        the local patient everywhere in the item (``patient``/``subject`` keep the person
+        number as identifier too), so the access policy judges the item on the local
+        patient's care relations, blocks and grants. References to any *other* Patient stay
+        as they are — the policy then finds no care relation to them and hides the item."""
         import copy
+        theirs: set[str] = set()
+        for item in items:
+            for fld in ("patient", "subject"):
+                ref = item.get(fld)
+                if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Patient/"):
+                    theirs.add(ref["reference"])
+        local_ref = f"Patient/{patient.local_id}"
         out = []
         for item in items:
             r = copy.deepcopy(item)
             for fld in ("patient", "subject"):
                 ref = r.get(fld)
-                if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Patient/"):
-                    r[fld] = {"reference": f"Patient/{patient.local_id}",
+                if isinstance(ref, dict) and ref.get("reference") in theirs:
+                    r[fld] = {"reference": local_ref,
                               "identifier": {"system": patient.identifier_system,
                                              "value": patient.identifier_value}}
+            if theirs:
+                _rewrite_refs(r, theirs, local_ref)
             stamp_source(r, self.url, self.display)
             out.append(r)
         return out
+
+
+def _rewrite_refs(obj, theirs: set[str], local_ref: str) -> None:
+    """Point every reference to one of ``theirs`` (the service's ids of the patient) at the
+    local patient (in place; e.g. Consent.performer, AllergyIntolerance.asserter)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "reference" and isinstance(v, str):
+                if v in theirs:
+                    obj[k] = local_ref
+            elif isinstance(v, (dict, list)):
+                _rewrite_refs(v, theirs, local_ref)
+    elif isinstance(obj, list):
+        for x in obj:
+            _rewrite_refs(x, theirs, local_ref)
