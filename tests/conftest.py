@@ -17,6 +17,10 @@ import pytest
 from sqlalchemy import text
 
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
+# The test process runs background threads (event dispatcher, live servers); forking worker
+# processes from a multi-threaded process can deadlock, so imports run in-process here (the
+# pipelined pool is exercised by `fkj bench bulk`, whose importer runs in a process of its own).
+os.environ.setdefault("FKJ_IMPORT_WORKERS", "0")
 
 from fkj.config import Settings  # noqa: E402
 from fkj.store.engine import make_engine  # noqa: E402
