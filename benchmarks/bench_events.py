@@ -18,7 +18,6 @@ import time
 
 import httpx
 import orjson
-
 from common import database, free_port, percentile, summary_ms
 
 RECEIVER = r"""
@@ -93,7 +92,7 @@ def run(backend: str, a) -> dict:
     try:
         with database(backend) as url:
             fkj = build_fkj(Settings(database_url=url, base_url="http://bench"))
-            worker = register_events(fkj, EventConfig(threads=a.threads, poll=0.2,
+            worker = register_events(fkj, EventConfig(connections=a.connections, poll=0.2,
                                                       max_count=a.max_count, nats_url=None))
             repo = Repository(fkj.services, Principal.system("4601"), "4601")
             with repo.transaction():
@@ -160,13 +159,14 @@ def run(backend: str, a) -> dict:
         recv.kill()
         recv.wait()
     rate = total / elapsed
-    print(f"events {backend}: {a.subs} active rest-hook subscriptions (id-only), "
-          f"{a.threads} sender threads")
+    print(f"events {backend}: {a.subs} active rest-hook subscriptions (id-only) to one "
+          f"endpoint, up to {a.connections} connections")
     print(f"  commit → rest-hook latency, one write every {a.interval * 1000:.0f} ms "
-          f"({a.subs / a.interval:,.0f} notifications/s):")
+          f"({a.subs / a.interval:,.0f} notifications/s, a Bundle each):")
     print(f"    {summary_ms(lat)}")
     print(f"  sustained: {a.events} events × {a.subs} subscriptions = {total:,} notifications "
-          f"in {elapsed:.2f} s → {rate:,.0f} notifications/s (writes took {t_write:.2f} s)")
+          f"in {elapsed:.2f} s → {rate:,.0f} notifications/s (writes took {t_write:.2f} s; "
+          f"Bundles of up to {a.max_count})")
     if backend == "postgresql":
         print(f"    targets (PostgreSQL): p99 ≤ {TARGET_P99_MS:.0f} ms → "
               f"{p99:.1f} ms = {p99 / TARGET_P99_MS:.2f}× the limit "
@@ -183,7 +183,8 @@ def main() -> int:
     ap.add_argument("--subs", type=int, default=100)
     ap.add_argument("--latency-events", type=int, default=100)
     ap.add_argument("--events", type=int, default=2000)
-    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=32,
+                    help="concurrent connections per endpoint")
     ap.add_argument("--max-count", type=int, default=100,
                     help="notifications per Bundle at most")
     #: seconds between the latency writes: 0.1 s × 100 subscriptions = 1,000 notifications/s

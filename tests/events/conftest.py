@@ -4,6 +4,7 @@ server (JetStream) of the test session's own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -33,7 +34,8 @@ def events(fkj_app):
         setattr(worker.config, k, getattr(cfg, k))
     if not worker.running:
         worker.start()
-    return worker
+    yield worker
+    worker.stop()  # before the session's database is dropped
 
 
 @pytest.fixture(scope="session")
@@ -114,10 +116,8 @@ class Receiver:
 def receiver():
     r = Receiver()
     yield r
-    try:
+    with contextlib.suppress(Exception):  # stopped by the test already
         r.stop()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def status_of(bundle: dict) -> dict:

@@ -260,7 +260,7 @@ def test_the_policy_decides_what_matches_and_full_resource_payloads_are_audited(
     from fkj.security.audit.wiring import register_audit
     from fkj.store.backend import scope
     from tests.auditflow.conftest import audit_rows, refs
-    from tests.policy.conftest import enable_policy, personnel, put, system
+    from tests.policy.conftest import actor, enable_policy, personnel, put, sperring, system
 
     if getattr(fkj_app, "mint_token", None) is None:
         pytest.skip("needs the security layer")
@@ -299,6 +299,16 @@ def test_the_policy_decides_what_matches_and_full_resource_payloads_are_audited(
              if row["agent"] == "9111" and row["subtype"] == "read"]
     assert any(refs(e) == ["Observation/o-mine/_history/1"] and
                refs(e, "1") == ["Patient/mine"] for e in reads), reads
+    # the patient blocks the nurse's unit: later changes are not notified to her
+    put(c, sperring("sp-unit", "mine", actor=[actor("Organization/hjem")]))
+    put(c, {"resourceType": "Observation", "id": "o-mine-2", "status": "final",
+            "code": {"text": "puls"}, "subject": {"reference": "Patient/mine"}})
+    marker = post(c, {"resourceType": "Observation", "status": "final",
+                      "code": {"text": "ingen pasient"}})  # no patient: still notified
+    assert receiver.wait(lambda r: len(focuses(r.bundles("event-notification"))) >= 2)
+    time.sleep(0.3)
+    assert focuses(receiver.bundles("event-notification")) == [
+        "Observation/o-mine", f"Observation/{marker['id']}"]
 
 
 def test_subscriptions_are_validated(ev_client, events):
@@ -330,6 +340,17 @@ def test_subscriptions_are_validated(ev_client, events):
         assert oo["resourceType"] == "OperationOutcome"
         exprs = [x for i in oo["issue"] for x in i.get("expression", [])]
         assert any(x.startswith(expr) for x in exprs), (expr, oo)
+    base = subscription("vedtak", "http://127.0.0.1:9/x")
+    odd = [{**base, "criteria": 5}, {**base, "channel": "rest-hook"},
+           {**base, "_criteria": "x"}, {**base, "_criteria": {"extension": ["x", 1]}},
+           {**base, "channel": {**base["channel"], "header": {"a": "b"}}},
+           {**base, "channel": {**base["channel"], "extension": ["x"]}},
+           {**base, "channel": {**base["channel"], "_payload": []}},
+           {**base, "channel": {**base["channel"], "endpoint": "http://[::1"}},
+           {**base, "end": "i morgen"}]
+    for body in odd:  # odd shapes: a 4xx, never a 500
+        r = c.post(f"{c.base}/Subscription", json=body, headers=FHIR)
+        assert 400 <= r.status_code < 500, (body, r.text)
     assert c.get(f"{c.base}/Subscription").json()["total"] == 0
     # an owner that may not search what the topic covers cannot subscribe to it
     fkj_app = c.app.state.fkj
@@ -370,10 +391,19 @@ def test_off_and_on_again(ev_client, receiver, events):
 def test_events_and_status_reject_bad_parameters(ev_client, receiver, events):
     c = ev_client
     sub = post(c, subscription("vedtak", receiver.url))
-    for q in ("eventsSinceNumber=abc", "eventsUntilNumber=-1", "content=all"):
+    for q in ("eventsSinceNumber=abc", "eventsUntilNumber=-1", "content=all",
+              "eventsSinceNumber=99999999999999999999999"):
         r = c.get(f"{c.base}/Subscription/{sub['id']}/$events?{q}")
         assert r.status_code == 400, (q, r.text)
         assert r.json()["resourceType"] == "OperationOutcome"
+    r = c.post(f"{c.base}/Subscription/{sub['id']}/$events", headers=FHIR,
+               json={"resourceType": "Parameters", "parameter": ["x", {"name": "content",
+                                                                        "valueCode": 5}]})
+    assert r.status_code == 400, r.text
+    r = c.post(f"{c.base}/Subscription/$status", headers=FHIR,
+               json={"resourceType": "Parameters", "parameter": [1, {"name": "id",
+                                                                      "valueString": 7}]})
+    assert r.status_code == 200, r.text
     assert c.get(f"{c.base}/Subscription/nope/$events").status_code == 404
     assert c.get(f"{c.base}/Patient/$status").status_code == 404
     assert c.get(f"{c.base}/Subscription/{sub['id']}/$get-ws-binding-token").status_code == 400
@@ -404,3 +434,41 @@ def test_websocket_heartbeat_and_catch_up_after_rebind(ev_client, events):
         assert focuses(got) == [f"Patient/{first['id']}", f"Patient/{second['id']}"]
         b = orjson.loads(ws.receive_text())
         assert status_of(b)["type"]["valueCode"] == "heartbeat"
+
+
+def test_a_delivery_lost_with_its_process_is_taken_over_when_the_lease_expires(
+        db, fkj_app, ev_client, receiver, events):
+    """A process leased a delivery and died: after the lease expires another process sends
+    it (at-least-once), still in order."""
+    from sqlalchemy import select, update
+
+    from fkj.events.delivery import DeliveryWorker, EventConfig
+    from fkj.events.tables import subscription_state as S
+    from fkj.store.backend import now_us, scope
+
+    c = ev_client
+    sub = post(c, subscription("resource-change", receiver.url, filters=["Patient"]))
+    assert receiver.wait(lambda r: r.bundles("handshake"))
+    events.stop()
+    try:
+        p = post(c, patient())
+        dead = DeliveryWorker(fkj_app.services, "http://testserver", EventConfig(start=False))
+        dead.round(c.tenant)  # matched and leased …
+        assert [j.row.id for j in dead._take_jobs()] == [sub["id"]]  # … and never sent
+        with scope(db.engine, c.tenant, write=True) as conn:
+            conn.execute(update(S).where(S.c.tenant == c.tenant, S.c.id == sub["id"])
+                         .values(lease_until=now_us() + 600_000))
+    finally:
+        events.start()
+    t0 = time.time()
+    assert receiver.wait(lambda r: r.bundles("event-notification"), 10)
+    assert time.time() - t0 >= 0.4  # not before the lease expired
+    notes = receiver.bundles("event-notification")
+    assert event_numbers(notes) == [1] and focuses(notes) == [f"Patient/{p['id']}"]
+
+    def state():
+        with scope(db.engine, c.tenant) as conn:
+            row = conn.execute(select(S).where(S.c.tenant == c.tenant,
+                                               S.c.id == sub["id"])).one()
+        return row.delivered, row.lease_owner
+    assert receiver.wait(lambda r: state() == (1, None), 5), state()

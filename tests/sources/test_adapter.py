@@ -94,3 +94,29 @@ def test_breaker_half_open_single_trial():
     assert b.allow() and not b.allow()
     b.failure()
     assert b.state == "open"
+
+
+def test_every_reference_to_the_services_patient_becomes_the_local_patient():
+    """The policy judges a federated item on the local patient: the service's Patient is
+    rewritten wherever the item names it (asserter, performer …); another person stays."""
+    item = {"resourceType": "AllergyIntolerance", "id": "a1",
+            "patient": {"reference": "Patient/kj-7"},
+            "asserter": {"reference": "Patient/kj-7"},
+            "recorder": {"reference": "Practitioner/kj-doc"},
+            "note": [{"authorReference": {"reference": "Patient/kj-other"}}]}
+
+    def handler(req):
+        if req.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "T"})
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "entry": [{"resource": item}]})
+
+    a = _adapter(handler, types=["AllergyIntolerance"], cache_ttl_s=0)
+    r = a.fetch(KEY, time.monotonic() + 1)
+    got = r.items[0]
+    assert got["patient"]["reference"] == "Patient/p1"
+    assert got["patient"]["identifier"]["value"] == "08874031136"
+    assert got["asserter"] == {"reference": "Patient/p1"}
+    assert got["recorder"] == {"reference": "Practitioner/kj-doc"}
+    assert got["note"][0]["authorReference"] == {"reference": "Patient/kj-other"}
+    assert item["asserter"] == {"reference": "Patient/kj-7"}  # the answer is not changed

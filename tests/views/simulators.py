@@ -20,7 +20,8 @@ def free_port() -> int:
 
 class Simulator:
     def __init__(self, kind: str, tenant: str, patients: int, seed: int = 42,
-                 fault: str | None = None, delay_ms: int = 0, slow_ms: int = 3000):
+                 fault: str | None = None, delay_ms: int = 0, slow_ms: int = 3000,
+                 extra: str | None = None):
         self.kind, self.fault = kind, fault
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -29,6 +30,8 @@ class Simulator:
                 "--delay-ms", str(delay_ms), "--slow-ms", str(slow_ms)]
         if fault:
             args += ["--fault", fault]
+        if extra:  # JSON file of facts only this service knows (seed ids)
+            args += ["--extra", extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if fault != "down":
             self._wait_ready()

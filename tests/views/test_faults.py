@@ -8,7 +8,15 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from tests.views.conftest import PATIENTS, configure, headers, overview, section, section_items, seed
+from tests.views.conftest import (
+    PATIENTS,
+    configure,
+    headers,
+    overview,
+    section,
+    section_items,
+    seed,
+)
 
 
 @pytest.mark.parametrize("fault,code", [("slow", "timeout"), ("hangs", "timeout"),

@@ -9,7 +9,6 @@ from tests.views.conftest import (
     configure,
     headers,
     overview,
-    resolve,
     section,
     section_items,
     seed,

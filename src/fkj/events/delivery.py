@@ -13,8 +13,10 @@ transaction that
    ``lease_until`` on the subscription row. One lease per subscription, so its notifications
    go out one Bundle at a time, in event-number order.
 
-Sender threads then POST the Bundles without holding any database lock, and the dispatcher
-commits their outcomes in batches (only where it still holds the lease): a 2xx advances
+The dispatcher then POSTs the Bundles asynchronously (its own asyncio loop, keep-alive
+connections; full-resource payloads are read and audited in a small thread pool) without
+holding any database lock, and commits their outcomes in batches, one statement per tenant,
+only where it still holds the lease: a 2xx advances
 ``delivered``; a failure counts, backs off exponentially (capped), and after
 ``max_failures`` failures in a row the status becomes ``error``. Retries go on, and the first
 success makes it ``active`` again — nothing is skipped. A process that dies mid-delivery
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import logging
 import os
@@ -68,6 +71,10 @@ from fkj.store.schema import tenant as tenant_table
 log = logging.getLogger("fkj.events")
 LIVE = ("requested", "active", "error")
 US = 1_000_000
+#: finished deliveries are recorded at the latest this long (s) after the first of them …
+FLUSH_DELAY = 0.02
+#: … or when this many are waiting
+FLUSH_BATCH = 200
 #: PostgreSQL array types of the columns written in bulk
 _PG_TYPES = {"id": "text", "lease_owner": "text", "status": "text", "last_error": "text",
              "matched_seq": "bigint", "event_count": "bigint", "lease_until": "bigint",
@@ -157,7 +164,13 @@ class DeliveryWorker:
         self._loop_thread: int | None = None
         self._wake_ev: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._status_pool: ThreadPoolExecutor | None = None
         self._jobs: list[SimpleNamespace] = []
+        self._dirty = False
+        self._inflight = 0
+        self._first_result = 0.0
+        #: tenants with a subscription that matched while its delivery was in flight
+        self._recheck: set[str] = set()
         self._results: list[SimpleNamespace] = []
         self._results_lock = threading.Lock()
         #: notifications delivered (2xx) by this process
@@ -169,6 +182,7 @@ class DeliveryWorker:
             return
         self._stop.clear()
         self._pool = ThreadPoolExecutor(max(1, self.config.threads), "fkj-events-payload")
+        self._status_pool = ThreadPoolExecutor(1, "fkj-events-status")
         started = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main(started)),
                                         name="fkj-events", daemon=True)
@@ -181,15 +195,21 @@ class DeliveryWorker:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._status_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._status_pool = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
     def wake(self, *_args) -> None:
+        """Something was committed (the after-commit hook): look for work at once."""
+        self._dirty = True
+        self._poke()
+
+    def _poke(self) -> None:
         loop, ev = self._loop, self._wake_ev
         if loop is None or ev is None:
             return
@@ -203,43 +223,75 @@ class DeliveryWorker:
 
     async def _main(self, started: threading.Event) -> None:
         """The dispatcher: rounds (blocking, short database transactions) alternate with the
-        asynchronous POSTs, all on this one thread — no lock convoys between threads."""
+        asynchronous POSTs, all on this one thread — no lock convoys between threads.
+
+        A commit (``wake``) or the poll interval makes it look at every tenant; finished
+        deliveries are recorded together once none is in flight any more, ``FLUSH_DELAY``
+        after the first one, or when many are waiting; then only the tenants whose
+        subscriptions still have notifications waiting get another round."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake_ev = asyncio.Event()
         http = AsyncHttp(self.config.connections)
         tasks: set[asyncio.Task] = set()
+        failures = 0
+        last_scan = 0.0
         started.set()
         try:
             while not self._stop.is_set():
                 self._wake_ev.clear()
                 try:
-                    busy = self.flush_results()
-                    busy = self.run_once() or busy
+                    recheck: set[str] = set()
+                    if self._flush_due():
+                        recheck = self.flush_results()
+                    if self._dirty or time.monotonic() - last_scan >= self.config.poll:
+                        self._dirty = False
+                        last_scan = time.monotonic()
+                        more = self.run_once()
+                    else:
+                        more = False
+                        for tenant in recheck:
+                            more = self.round(tenant) or more
+                    if more:
+                        self._dirty = True  # more events than one round takes: go on
                     for job in self._take_jobs():
+                        self._inflight += 1
                         t = asyncio.create_task(self._send_async(job, http))
                         tasks.add(t)
                         t.add_done_callback(tasks.discard)
-                except Exception:  # noqa: BLE001 - the dispatcher never dies
-                    log.exception("event delivery round failed")
-                    busy = False
-                    await asyncio.sleep(self.config.poll)
-                if busy:
+                except Exception as e:  # the dispatcher never dies
+                    failures += 1
+                    if failures == 1:
+                        log.exception("event delivery round failed")
+                    else:  # the same trouble again (database down …): one line, slower
+                        log.warning("event delivery round failed (%d in a row): %s",
+                                    failures, str(e).splitlines()[0] if str(e) else e)
+                    await asyncio.sleep(self.config.poll * min(failures, 10))
+                    continue
+                failures = 0
+                if self._dirty:
                     await asyncio.sleep(0)  # let the POSTs progress
                     continue
-                try:
-                    await asyncio.wait_for(self._wake_ev.wait(), self.config.poll)
-                except asyncio.TimeoutError:
-                    pass
+                timeout = self.config.poll - (time.monotonic() - last_scan)
+                if self._results:
+                    timeout = min(timeout, FLUSH_DELAY - (time.monotonic() - self._first_result))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_ev.wait(), max(timeout, 0.001))
             if tasks:  # let the deliveries in flight finish and record them
                 await asyncio.wait(tasks, timeout=self.config.timeout + 1)
             try:
                 self.flush_results()
-            except Exception:  # noqa: BLE001 - the leases expire; another process retries
+            except Exception:  # the leases expire; another process retries
                 log.exception("event delivery: outcomes not recorded at stop")
         finally:
             await http.close()
             self._loop = self._wake_ev = None
+
+    def _flush_due(self) -> bool:
+        with self._results_lock:
+            n = len(self._results)
+        return bool(n) and (self._inflight == 0 or n >= FLUSH_BATCH
+                            or time.monotonic() - self._first_result >= FLUSH_DELAY)
 
     def _take_jobs(self) -> list:
         jobs, self._jobs = self._jobs, []
@@ -252,12 +304,13 @@ class DeliveryWorker:
             http = AsyncHttp(self.config.connections)
             try:
                 for _ in range(1000):
-                    busy = self.flush_results()
-                    busy = self.run_once() or busy
+                    self.flush_results()
+                    more = self.run_once()
                     jobs = self._take_jobs()
                     if jobs:
+                        self._inflight += len(jobs)
                         await asyncio.gather(*(self._send_async(j, http) for j in jobs))
-                    elif not busy:
+                    elif not more and not self._results:
                         return
             finally:
                 await http.close()
@@ -275,15 +328,17 @@ class DeliveryWorker:
             return [r[0] for r in conn.execute(q)]
 
     def run_once(self) -> bool:
-        """One round per tenant with work; True if anything was matched or leased."""
-        busy = False
+        """One round per tenant with work; True if a round left events unmatched (more than
+        ``match_batch``)."""
+        more = False
         for tenant in self.candidate_tenants():
             if self._stop.is_set():
                 break
-            busy = self.round(tenant) or busy
-        return busy
+            more = self.round(tenant) or more
+        return more
 
     def round(self, tenant: str, *, send: bool = True) -> bool:
+        """Match and lease for one tenant; True if events are left for another round."""
         now = now_us()
         jobs: list[SimpleNamespace] = []
         changes: list[tuple[str, str, str]] = []
@@ -309,6 +364,9 @@ class DeliveryWorker:
             live = [r for r in rows if r.status in LIVE]
             matched = self.match_many(conn, tenant, [r for r in live if r.matched_seq < event_seq],
                                       event_seq)
+            more = any(r.matched_seq < event_seq for r in live)
+            if any(r.new_events and r.lease_until >= now for r in live):
+                self._recheck.add(tenant)  # delivered once the lease in flight is recorded
             if send:
                 for r in live:
                     kind = self._due_kind(r, now)
@@ -337,9 +395,8 @@ class DeliveryWorker:
         if matched:
             self.matched_generation += 1
         self._jobs.extend(jobs)
-        for change in changes:
-            self._write_status(*change)
-        return True
+        self._status_changed(changes)
+        return more
 
     def _due_kind(self, r, now: int) -> str | None:
         if r.channel != "rest-hook" or r.lease_until >= now or r.next_attempt > now:
@@ -575,7 +632,7 @@ class DeliveryWorker:
         return orjson.dumps(notification_bundle(self.base_url, row.tenant, shown, kind, events,
                                                 resources))
 
-    async def _send_async(self, job, http: "AsyncHttp") -> None:
+    async def _send_async(self, job, http: AsyncHttp) -> None:
         row = job.row
         try:
             if row.content == "full-resource" and job.events:
@@ -589,9 +646,13 @@ class DeliveryWorker:
         except Exception as e:  # noqa: BLE001 - e.g. the audit log is unavailable
             error = f"{type(e).__name__}: {e}"
         with self._results_lock:
+            if not self._results:
+                self._first_result = time.monotonic()
             self._results.append(SimpleNamespace(row=row, kind=job.kind, events=job.events,
                                                  error=error, at=now_us()))
-        self.wake()
+        self._inflight = max(0, self._inflight - 1)
+        if self._flush_due():
+            self._poke()
 
     @staticmethod
     def _headers(row) -> list[tuple[str, str]]:
@@ -605,12 +666,15 @@ class DeliveryWorker:
                 headers.append((name.strip(), value.strip()))
         return headers
 
-    def flush_results(self) -> bool:
-        """Record the outcomes of finished deliveries (batched, one transaction per tenant)."""
+    def flush_results(self) -> set[str]:
+        """Record the outcomes of finished deliveries (batched, one transaction per tenant);
+        returns the tenants with notifications still waiting."""
         with self._results_lock:
             results, self._results = self._results, []
+        recheck, self._recheck = self._recheck, set()
         if not results:
-            return False
+            self._recheck = recheck
+            return set()
         by_tenant: dict[str, list] = {}
         for r in results:
             by_tenant.setdefault(r.row.tenant, []).append(r)
@@ -625,6 +689,8 @@ class DeliveryWorker:
                     p = {"delivered": delivered, "failures": 0, "next_attempt": 0,
                          "last_sent": res.at, "last_error": None, "status": "active"}
                     self.sent += len(res.events)
+                    if delivered < row.event_count or row.status == "requested":
+                        recheck.add(tenant)
                 else:
                     failures = row.failures + 1
                     delay = min(self.config.retry_base * 2 ** min(failures - 1, 30),
@@ -644,9 +710,8 @@ class DeliveryWorker:
             with scope(self.engine, tenant, write=True) as conn:
                 # only where the lease is still ours (an expired one may have been taken over)
                 self._update_rows(conn, tenant, params, match_lease=True)
-        for change in changes:
-            self._write_status(*change)
-        return True
+        self._status_changed(changes)
+        return recheck
 
     # ------------------------------------------------------------------ websocket channel
     def bind(self, tenant: str, sid: str) -> dict | None:
@@ -705,27 +770,57 @@ class DeliveryWorker:
         return kind == "event-notification"
 
     # ------------------------------------------------------------------ status write-back
-    def _write_status(self, tenant: str, sid: str, status: str) -> None:
-        """Reflect the delivery status in the Subscription resource (a new version)."""
+    def _status_changed(self, changes: list[tuple[str, str, str]]) -> None:
+        """Reflect status changes in the Subscription resources — off the dispatcher's loop
+        (a repository write per tenant), in order, on one thread."""
+        if not changes:
+            return
+        if self._status_pool is not None and threading.get_ident() == self._loop_thread:
+            self._status_pool.submit(self._write_statuses, changes)
+        else:
+            self._write_statuses(changes)
+
+    def _write_statuses(self, changes: list[tuple[str, str, str]]) -> None:
+        by_tenant: dict[str, dict[str, str]] = {}
+        for tenant, sid, status in changes:
+            by_tenant.setdefault(tenant, {})[sid] = status  # the last one counts
+        for tenant, statuses in by_tenant.items():
+            repo = self._internal_repo(tenant)
+            try:
+                with repo.transaction():
+                    for sid, status in statuses.items():
+                        self._write_status(repo, sid, status)
+            except Exception:  # noqa: BLE001 - e.g. one was deleted meanwhile: one at a time
+                for sid, status in statuses.items():
+                    try:
+                        self._write_status(self._internal_repo(tenant), sid, status)
+                    except FhirError as e:
+                        log.info("subscription %s/%s: status not written back: %s", tenant,
+                                 sid, e)
+                    except Exception:  # the delivery state stays authoritative
+                        log.exception("subscription %s/%s: status not written back", tenant,
+                                      sid)
+
+    def _internal_repo(self, tenant: str):
         from fkj.repository.repository import Repository
         from fkj.types import Principal
         repo = Repository(self.services, Principal.system(tenant, subject=EVENTS_SUBJECT), tenant)
         repo.fkj_events_internal = True  # type: ignore[attr-defined]
-        try:
-            cur = repo.read("Subscription", sid)
-            body = cur.json()
-            if body.get("status") == status:
-                return
-            body["status"] = status
-            if status == "error":
-                body["error"] = "delivery to the endpoint is failing; retrying"
-            else:
-                body.pop("error", None)
-            repo.update("Subscription", sid, body, if_match=cur.etag)
-        except FhirError as e:
-            log.info("subscription %s/%s: status not written back: %s", tenant, sid, e)
-        except Exception:  # noqa: BLE001 - the delivery state is authoritative
-            log.exception("subscription %s/%s: status not written back", tenant, sid)
+        return repo
+
+    @staticmethod
+    def _write_status(repo, sid: str, status: str) -> None:
+        """Set ``Subscription.status`` (a new version) unless it already says so."""
+        cur = repo.read("Subscription", sid)
+        body = cur.json()
+        if body.get("status") == status:
+            return
+        body["status"] = status
+        if status == "error":
+            body["error"] = "delivery to the endpoint is failing; retrying"
+        else:
+            body.pop("error", None)
+        repo.update("Subscription", sid, body, if_match=cur.etag)
 
 
 class AsyncHttp:
@@ -840,10 +935,8 @@ class AsyncHttp:
     @staticmethod
     def _close(conn) -> None:
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn[1].close()
-            except Exception:  # noqa: BLE001
-                pass
 
     async def close(self) -> None:
         for idle in self._idle.values():

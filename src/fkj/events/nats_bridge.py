@@ -78,7 +78,7 @@ class NatsBridge:
                                 None, self._wake.wait, self.config.poll)
                 finally:
                     await nc.close()
-            except Exception:  # noqa: BLE001 - reconnect and resume from the cursor
+            except Exception:
                 if self._stop.is_set():
                     break
                 log.exception("NATS bridge failed; retrying")

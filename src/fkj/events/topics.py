@@ -8,8 +8,8 @@ Filter criteria (a FHIR search on the type) narrow it further per subscription.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 BASE = "http://fkj.no/fhir/SubscriptionTopic/"
 CONSENT_KIND = "http://fkj.no/fhir/CodeSystem/consent-kind"
@@ -37,9 +37,8 @@ class Topic:
         """A SubscriptionTopic-like description (R5 shape) for documentation and $status."""
         return {"resourceType": "SubscriptionTopic", "url": self.url, "title": self.title,
                 "status": "active", "description": self.description,
-                "resourceTrigger": [{"resource": t, "supportedInteraction": list(
-                    {"create": "create", "update": "update", "delete": "delete"}[a]
-                    for a in self.actions)} for t in (self.types or ("Resource",))]}
+                "resourceTrigger": [{"resource": t, "supportedInteraction": list(self.actions)}
+                                    for t in (self.types or ("Resource",))]}
 
 
 def _critical(action: str, new: dict | None, old: dict | None) -> bool:

@@ -98,7 +98,7 @@ def websocket_route(fkj, worker) -> WebSocketRoute:
             while True:
                 try:
                     msg = await asyncio.wait_for(inbox.get(), timeout=0.02)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     msg = ""
                 if msg is None:
                     break
@@ -134,7 +134,7 @@ def websocket_route(fkj, worker) -> WebSocketRoute:
                         await run_in_threadpool(deliver, sid)
         except WebSocketDisconnect:
             pass  # the socket is gone; the rest is sent after a rebind
-        except Exception:  # noqa: BLE001 - a bug must not go unnoticed
+        except Exception:
             log.exception("websocket channel of tenant %s failed", tenant)
             with contextlib.suppress(Exception):
                 await websocket.close(code=1011)

@@ -49,7 +49,7 @@ class AdapterConfig:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AdapterConfig":
+    def from_dict(cls, d: dict) -> AdapterConfig:
         name = d["name"]
         base = d.get("base_url") or d.get("url")
         if not base:

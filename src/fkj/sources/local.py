@@ -34,8 +34,8 @@ class LocalSource:
         repo = self.repo
         params = [("_compartment", f"Patient/{patient.local_id}"),
                   ("_type", ",".join(types or SHOWN_TYPES)), ("_count", str(max_items))]
-        options = dict(strict=False, default_count=max_items, max_count=max_items,
-                       default_total="none")
+        options = {"strict": False, "default_count": max_items, "max_count": max_items,
+                   "default_total": "none"}
         try:
             results = [repo.search(None, params, **options)]
         except Forbidden:

@@ -115,37 +115,62 @@ def _rewrite_ids(obj, prefix: str):
 
 
 class Dataset:
+    """A national service's records: by (type, id), by the service's patient id, and the
+    person found by fødselsnummer / D-nummer. A national service knows a person once: when
+    two synthetic municipalities happen to hold the same person number, the second Patient
+    is an alias of the first and its items are filed under the first."""
+
     def __init__(self, kind: str, resources: list[dict]):
-        prefix = PREFIX[kind]
         self.kind = kind
+        self.prefix = PREFIX[kind]
         self.by_key: dict[tuple[str, str], dict] = {}
         self.by_patient: dict[str, list[dict]] = {}
         self.patient_by_identifier: dict[str, str] = {}
+        self.alias: dict[str, str] = {}
         for r in select_for(kind, resources):
-            r = _rewrite_ids(r, prefix)
-            r["id"] = prefix + r["id"]
+            r = _rewrite_ids(r, self.prefix)
+            r["id"] = self.prefix + r["id"]
+            self._file(r)
+
+    def _file(self, r: dict) -> None:
+        if r["resourceType"] == "Patient":
+            known = next((self.patient_by_identifier[f"{i.get('system')}|{i.get('value')}"]
+                          for i in r.get("identifier", []) or []
+                          if f"{i.get('system')}|{i.get('value')}" in self.patient_by_identifier),
+                         None)
+            if known is not None and known != r["id"]:
+                self.alias[r["id"]] = known
+                return
             self.by_key[(r["resourceType"], r["id"])] = r
-            if r["resourceType"] == "Patient":
-                for ident in r.get("identifier", []) or []:
-                    self.patient_by_identifier[f"{ident.get('system')}|{ident.get('value')}"] = \
-                        r["id"]
-                    self.patient_by_identifier.setdefault(str(ident.get("value")), r["id"])
-                continue
-            ref = (r.get("patient") or r.get("subject") or {}).get("reference", "")
-            if ref.startswith("Patient/"):
-                self.by_patient.setdefault(ref[8:], []).append(r)
+            for ident in r.get("identifier", []) or []:
+                self.patient_by_identifier[f"{ident.get('system')}|{ident.get('value')}"] = \
+                    r["id"]
+                self.patient_by_identifier.setdefault(str(ident.get("value")), r["id"])
+            return
+        self.by_key[(r["resourceType"], r["id"])] = r
+        ref = (r.get("patient") or r.get("subject") or {}).get("reference", "")
+        if ref.startswith("Patient/"):
+            pid = self.alias.get(ref[8:], ref[8:])
+            self.by_patient.setdefault(pid, []).append(r)
 
     @classmethod
-    def synthetic(cls, kind: str, tenant: str, patients: int, seed: int) -> "Dataset":
+    def synthetic(cls, kind: str, tenant: str | list[str], patients: int, seed: int,
+                  extra: list[dict] | None = None) -> Dataset:
+        """The service's part of the synthetic population of one or more municipalities
+        (``tenant``: a kommunenummer, a comma-separated list, or a list) as ``fkj seed``
+        creates it, plus ``extra`` resources written with the seed's ids (e.g.
+        ``"subject": {"reference": "Patient/4601-pat-1"}``) — facts only this service
+        knows (tests, demos). They pass the same selection as the seed's resources."""
         from fkj.seed.generator import generate
-        return cls(kind, list(generate(tenant, patients, seed)))
+        tenants = [t.strip() for t in tenant.split(",")] if isinstance(tenant, str) \
+            else list(tenant)
+        resources = [r for t in tenants if t for r in generate(t, patients, seed)]
+        return cls(kind, resources + list(extra or ()))
 
     def add(self, resource: dict) -> None:
-        """Add an item (tests: a fact only this service knows)."""
-        self.by_key[(resource["resourceType"], resource["id"])] = resource
-        ref = (resource.get("patient") or resource.get("subject") or {}).get("reference", "")
-        if ref.startswith("Patient/"):
-            self.by_patient.setdefault(ref[8:], []).append(resource)
+        """Add an item as the service holds it (its own ids; tests: a fact only this service
+        knows)."""
+        self._file(resource)
 
 
 def _bundle(resources: list[dict], base: str) -> dict:
@@ -242,6 +267,7 @@ def create_simulator(kind: str, dataset: Dataset, *, fault: str | None = None,
                 pids = (pids or set()) & {pid} if pids is not None else {pid} if pid else set()
             elif k in ("patient", "subject"):
                 pid = v.split("/")[-1]
+                pid = dataset.alias.get(pid, pid)
                 pids = (pids or set()) & {pid} if pids is not None else {pid}
         out = []
         if types and types == ["Patient"]:

@@ -22,6 +22,14 @@ Sections, in order (codes in :data:`SECTION_SYSTEM`):
 The same fact from two sources appears once, its ``kilde`` extensions listing both; facts
 that contradict each other (same allergy, different criticality…) appear side by side, each
 with its source and a ``motstridende-opplysning`` extension pointing to the other.
+
+The access policy applies to local and federated items alike: local items come through the
+repository's searches (policy filters in SQL), federated items through
+:class:`FederatedPolicy` (the same decision, taken on the local patient) before they are
+grouped, so a hidden item never shows up as a source, a conflict or a Provenance target.
+When a sperring hides something from the caller, the overview says only that blocked
+information exists (an OperationOutcome issue ``suppressed`` and a line in the Composition
+text).
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ import html
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from fkj.security.policy import BLOCKED_TEXT
 from fkj.sources.base import (
     CONFLICT_EXT,
     PatientKey,
@@ -392,9 +401,10 @@ def compile_overview(repo, patient_id: str, *, registry, base_url: str,
     groups: dict[tuple, list[tuple[dict, str, int]]] = {}
     order: list[tuple] = []
     local_base = local.url
+    federated_check = FederatedPolicy(repo, patient_id)
     for res in results:
         for item in res.items:
-            if res is not results[0] and not repo.visible("read", item):
+            if res is not results[0] and not federated_check.visible(item):
                 continue
             c = classify(item)
             if c is None:
@@ -455,8 +465,77 @@ def compile_overview(repo, patient_id: str, *, registry, base_url: str,
             companions["hjelpemidler"].append(dev)
 
     bundle, refs = _document(repo, patient, by_section, companions, results, missing,
-                             local_base, budget)
+                             local_base, budget, blocked=federated_check.notice())
     return Compiled(bundle, refs, missing)
+
+
+class FederatedPolicy:
+    """The access policy applied to federated items (docs/policy.md): the same decision as
+    for a local resource, taken on the local patient.
+
+    An item from a national source is about the patient the overview is for, so it is judged
+    as a resource of that patient even if it names no patient itself: the scope check and
+    the policy (``repo.visible``: role, care relation or emergency grant, sperring, sensitive
+    labels), then ``decision.decide`` with the patient added to the item's patients. A
+    sperring that names a *local* resource (``provision.data``) also hides a federated item
+    stating the same fact (same :func:`fact_key`) when the provision's other criteria
+    (label, type) hold for it."""
+
+    def __init__(self, repo, patient_id: str):
+        from fkj.security.policy.hooks import applies
+        self.repo, self.patient_id = repo, patient_id
+        self.applies = applies(repo)
+        self._ctx = None
+        self._same_fact: list | None = None
+
+    @property
+    def ctx(self):
+        if self._ctx is None:
+            from fkj.security.policy import decision as D
+            self._ctx = D.context(self.repo)
+        return self._ctx
+
+    def visible(self, item: dict) -> bool:
+        if not self.repo.visible("read", item):
+            return False
+        if not self.applies:
+            return True
+        from fkj.security.policy import decision as D
+        pats = D.patients_of(item) | {self.patient_id}
+        if D.decide(self.ctx, item, pats) is not None:
+            return False
+        if self.ctx.kind == "practitioner":
+            for key, rule in self._blocked_facts():
+                if key == fact_key(item) and rule.matches(item, pats):
+                    return False
+        return True
+
+    def _blocked_facts(self) -> list:
+        """(fact key, provision without its data criterion) of every local resource of the
+        patient that a sperring names."""
+        if self._same_fact is None:
+            import dataclasses
+            self._same_fact = []
+            for rule in self.ctx.rules:
+                if rule.patient != self.patient_id or not rule.data:
+                    continue
+                loose = dataclasses.replace(rule, data=None)
+                for rtype, rid in sorted(rule.data):
+                    cur = self.repo.current_or_none(rtype, rid)
+                    if cur is None:
+                        continue
+                    key = fact_key(orjson.loads(cur.content))
+                    if key is not None:
+                        self._same_fact.append((key, loose))
+        return self._same_fact
+
+    def notice(self) -> bool:
+        """Whether a sperring hides something in this patient's record from the caller (the
+        overview then says only that blocked information exists)."""
+        if not self.applies:
+            return False
+        from fkj.security.policy import blocked_notice
+        return blocked_notice(self.repo, None, {self.patient_id})
 
 
 def _sort_key(r: dict) -> str:
@@ -466,11 +545,11 @@ def _sort_key(r: dict) -> str:
 
 
 def _trim(by_section: dict[str, list[Shown]]) -> None:
-    for name, items in by_section.items():
+    for items in by_section.values():
         items.sort(key=lambda s: s.sort, reverse=True)
         items.sort(key=lambda s: s.rank)  # stable: rank first, newest first inside
     # recent lab results: newest per test (conflicting values stay), within LAB_MONTHS
-    cutoff = (datetime.now(timezone.utc) - timedelta(days=30 * LAB_MONTHS)).date().isoformat()
+    cutoff = (datetime.now(UTC) - timedelta(days=30 * LAB_MONTHS)).date().isoformat()
     seen: set[str] = set()
     labs = []
     for s in by_section["provesvar"]:
@@ -489,11 +568,11 @@ def _trim(by_section: dict[str, list[Shown]]) -> None:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _document(repo, patient: dict, by_section, companions, results, missing, local_base,
-              budget) -> tuple[dict, list[str]]:
+              budget, blocked: bool = False) -> tuple[dict, list[str]]:
     now = _now_iso()
     patient_url = f"{local_base}/Patient/{patient['id']}"
     entries: list[dict] = []
@@ -573,21 +652,26 @@ def _document(repo, patient: dict, by_section, companions, results, missing, loc
                                                      "identifier": {"system": "urn:ietf:rfc:3986",
                                                                     "value": s_url}}}]}})
     outcome = None
-    if missing:
+    issues = [{"severity": "warning", "code": _ISSUE_CODE.get(m.status, "exception"),
+               "details": {"coding": [{"system": "http://fkj.no/fhir/CodeSystem/kilde",
+                                       "code": m.name, "display": m.display}],
+                           "text": f"{m.display} {_STATUS_TEXT.get(m.status, m.status)}"
+                                   "; opplysninger derfra mangler i oversikten"},
+               "diagnostics": m.detail or m.status,
+               "expression": [m.url]} for m in missing]
+    if blocked:  # that blocked information exists — never what, where or from which source
+        issues.append({"severity": "information", "code": "suppressed",
+                       "details": {"text": BLOCKED_TEXT}})
+    if issues:
         outcome = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {
-            "resourceType": "OperationOutcome", "id": str(uuid.uuid4()),
-            "issue": [{"severity": "warning", "code": _ISSUE_CODE.get(m.status, "exception"),
-                       "details": {"coding": [{"system": "http://fkj.no/fhir/CodeSystem/kilde",
-                                               "code": m.name, "display": m.display}],
-                                   "text": f"{m.display} {_STATUS_TEXT.get(m.status, m.status)}"
-                                           "; opplysninger derfra mangler i oversikten"},
-                       "diagnostics": m.detail or m.status,
-                       "expression": [m.url]} for m in missing]}}
-    comp_text = [f"Kilder: " + ", ".join(f"{r.display} ({'OK' if r.ok else r.status})"
-                                          for r in results)]
+            "resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": issues}}
+    comp_text = ["Kilder: " + ", ".join(f"{r.display} ({'OK' if r.ok else 'mangler'})"
+                                         for r in results)]
     if missing:
         comp_text.append("Mangler: " + "; ".join(
             f"{m.display} ({_STATUS_TEXT.get(m.status, m.status)})" for m in missing))
+    if blocked:
+        comp_text.append(BLOCKED_TEXT[0].upper() + BLOCKED_TEXT[1:])
     composition = {
         "resourceType": "Composition", "id": str(uuid.uuid4()),
         "text": _div(comp_text, f"Oversikt for {_name(patient)}"),

@@ -19,8 +19,8 @@ def register_views(fkj) -> ViewsRegistry:
         reg = extras[EXTRA_KEY] = ViewsRegistry(fkj.services.engine)
     from fkj.fhir.operations import OPERATIONS
     OPERATIONS.setdefault("oversikt", "oversikt")
-    import fkj.fhir.operations.oversikt  # noqa: F401 - imported now, not in the first request
-    import fkj.views.overview  # noqa: F401
+    import fkj.fhir.operations.oversikt  # imported now, not in the first request
+    import fkj.views.overview
     return reg
 
 

@@ -25,17 +25,21 @@ def _param(req: FhirRequest, name: str) -> str | None:
             return v
     body = req.body
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for p in body.get("parameter") or ():
-            if p.get("name") == name:
-                return p.get("valueString") or p.get("valueCode")
+        params = body.get("parameter")
+        for p in params if isinstance(params, list) else ():
+            if isinstance(p, dict) and p.get("name") == name:
+                for k in ("valueString", "valueCode", "valueInteger64", "valueInteger"):
+                    if k in p:
+                        return str(p[k])
+                return ""
     return None
 
 
 def _number(v: str | None, name: str) -> int | None:
     if v is None or v == "":
         return None
-    if not v.isdigit():
-        raise InvalidSearch(f"{name} must be an event number, got {v!r}", expression=name)
+    if not (v.isascii() and v.isdigit()) or len(v) > 18:
+        raise InvalidSearch(f"{name} must be an event number, got {v[:40]!r}", expression=name)
     return int(v)
 
 

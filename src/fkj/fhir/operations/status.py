@@ -18,10 +18,12 @@ def _params(req: FhirRequest, name: str) -> list[str]:
     out = [v for k, v in req.query if k == name]
     body = req.body
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for p in body.get("parameter") or ():
-            if p.get("name") == name:
-                out.append(p.get("valueId") or p.get("valueCode") or p.get("valueString") or "")
-    return [x for v in out for x in v.split(",") if x]
+        params = body.get("parameter")
+        for p in params if isinstance(params, list) else ():
+            if isinstance(p, dict) and p.get("name") == name:
+                v = p.get("valueId") or p.get("valueCode") or p.get("valueString") or ""
+                out.append(v if isinstance(v, str) else "")
+    return [x.strip() for v in out for x in v.split(",") if x.strip()]
 
 
 def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> FhirResponse:

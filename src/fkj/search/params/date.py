@@ -7,8 +7,10 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import and_
+
 from fkj.errors import InvalidSearch
-from fkj.search.params.ranges import compare
+from fkj.search.params.ranges import compare, index_bound
 from fkj.search.parse import split_prefix
 
 _DATE = re.compile(
@@ -58,7 +60,10 @@ def date_range(value: str) -> tuple[float, float]:
     return low, low + width
 
 
-def predicate(low_col, high_col, modifier: str | None, value: str, name: str):
+def predicate(low_col, high_col, modifier: str | None, value: str, name: str,
+              *, bounded: bool = False):
+    """``bounded``: also state the range on ``low`` or ``high`` the comparison implies
+    (:func:`fkj.search.params.ranges.index_bound`), so an index range scan finds the rows."""
     if modifier is not None:
         raise InvalidSearch(f"modifier :{modifier} is not valid for date parameter {name}",
                             expression=name)
@@ -69,4 +74,9 @@ def predicate(low_col, high_col, modifier: str | None, value: str, name: str):
         raise InvalidSearch(f"parameter {name}: {value!r} is not a valid date, dateTime or "
                             "instant", expression=name) from None
     approx = abs(time.time() - lo) * 0.1
-    return compare(low_col, high_col, prefix, lo, hi, approx)
+    cond = compare(low_col, high_col, prefix, lo, hi, approx)
+    if bounded:
+        extra = index_bound(low_col, high_col, prefix, lo, hi, approx)
+        if extra is not None:
+            cond = and_(cond, extra)
+    return cond

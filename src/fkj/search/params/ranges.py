@@ -56,6 +56,27 @@ def compare(low_col, high_col, prefix: str, lo: float, hi: float, approx: float)
     raise ValueError(prefix)
 
 
+def index_bound(low_col, high_col, prefix: str, lo: float, hi: float, approx: float):
+    """A condition that :func:`compare` implies for every stored range with ``low <= high``
+    (the extractor guarantees it), on ``low`` or on ``high`` alone, so that an index on
+    (…, low) or (…, high) can range-scan it: ``eq`` becomes ``low BETWEEN lo AND hi`` (plus
+    the exact test) instead of an open-ended ``low >= lo``. None for ``ne``."""
+    e = _eps(lo, hi)
+    if prefix == "eq":
+        return and_(low_col >= lo - e, low_col <= hi + e)
+    if prefix in ("lt", "le"):
+        return low_col < lo - e if prefix == "lt" else low_col <= hi + e
+    if prefix in ("gt", "ge"):
+        return high_col > hi + e if prefix == "gt" else high_col >= lo - e
+    if prefix == "sa":
+        return low_col >= hi - e
+    if prefix == "eb":
+        return high_col <= lo + e
+    if prefix == "ap":
+        return low_col < hi + approx
+    return None
+
+
 def matches(low: float, high: float, prefix: str, lo: float, hi: float, approx: float) -> bool:
     """The same comparison in Python (used by the test oracle and in-memory filters)."""
     e = _eps(lo, hi)

@@ -232,7 +232,8 @@ def request_events(fkj, req, principal, response, error, repo=None) -> list[dict
         if len(req.segments) == 3 and req.segments[0] == "Patient" and subtype == "search-type":
             patients.append(f"Patient/{req.segments[1]}")
         body = _json(response.body) if response is not None else None
-        _collect(body, resources, patients)
+        _collect(body, resources, patients,
+                 local_base=f"{fkj.settings.base_url.rstrip('/')}/fhir/{req.tenant}/")
         if not resources and rtype and rid and not subtype.startswith("$"):
             resources.append(f"{rtype}/{rid}")  # e.g. 304 Not Modified
         if subtype.startswith("search"):
@@ -351,11 +352,19 @@ def _add_compact_entities(event: dict, resources: list[str]) -> None:
     """One entity per resource type, listing the ids in a detail (a searchset of 1,000
     entries costs ~40 bytes per resource instead of ~250)."""
     by_type: dict[str, list[str]] = {}
+    absolute: list[str] = []
     for ref in dict.fromkeys(resources):
+        if "://" in ref:  # an item of another server (a national service): one entity each
+            absolute.append(ref)
+            continue
         t, _, rest = ref.partition("/")
         by_type.setdefault(t, []).append(rest)
     entities = event.setdefault("entity", [])
     insert_at = next((i for i, e in enumerate(entities) if "query" in e), len(entities))
+    from fkj.security.audit.events import _DATA_ENTITY, _entity
+    for ref in absolute:
+        entities.insert(insert_at, _entity(ref, _DATA_ENTITY))
+        insert_at += 1
     for t, ids in by_type.items():
         entities.insert(insert_at, {
             "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
@@ -384,18 +393,33 @@ def _json(body: Any):
     return None
 
 
-def _collect(body, resources: list[str], patients: list[str]) -> None:
-    """Resources touched and their patients, from a response body (resource or Bundle)."""
+def _collect(body, resources: list[str], patients: list[str],
+             local_base: str | None = None) -> None:
+    """Resources touched and their patients, from a response body (resource or Bundle).
+
+    In a document Bundle (``$oversikt``) the Composition and Provenances are made for the
+    answer (not stored) and are left out, and an entry whose ``fullUrl`` lies outside
+    ``local_base`` (an item from a national service) is recorded by that absolute URL."""
     if not isinstance(body, dict):
         return
     rt = body.get("resourceType")
     if rt == "Bundle":
+        document = body.get("type") == "document"
         for entry in body.get("entry") or ():
             if not isinstance(entry, dict):
                 continue
             res = entry.get("resource")
             if isinstance(res, dict):
                 if res.get("resourceType") == "OperationOutcome":
+                    continue
+                if document and res.get("resourceType") in ("Composition", "Provenance"):
+                    continue
+                full = entry.get("fullUrl")
+                if document and local_base and isinstance(full, str) and \
+                        full.startswith(("http://", "https://")) and \
+                        not full.startswith(local_base):
+                    resources.append(full)
+                    _patients_of(res, patients)
                     continue
                 if res.get("resourceType") == "Bundle":  # a Bundle entry holding a searchset
                     _collect(res, resources, patients)
