@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Engine, insert, or_, select
 
+from fkj.store.backend import write_transaction
 from fkj.security.tables import oauth_client
 
 CLIENT_TYPES = ("public", "confidential", "backend")
@@ -94,7 +95,7 @@ def register_client(engine: Engine, client_id: str, *, client_type: str, name: s
                 raise ValueError("jwks must contain public keys only")
     if isinstance(scopes, str):
         scopes = scopes.split()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(insert(oauth_client).values(
             client_id=client_id, tenant=tenant, name=name or client_id, client_type=client_type,
             redirect_uris=json.dumps(redirect_uris),

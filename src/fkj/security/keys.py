@@ -28,6 +28,7 @@ from typing import Any
 from joserfc.jwk import ECKey
 from sqlalchemy import Engine, insert, or_, select, update
 
+from fkj.store.backend import write_transaction
 from fkj.security.tables import signing_key
 
 DEFAULT_ALG = "ES256"
@@ -114,7 +115,7 @@ class KeyRing:
         jwk = ECKey.generate_key(_CURVES[self.alg], auto_kid=True)
         kid = jwk.kid
         assert kid
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(insert(signing_key).values(
                 kid=kid, alg=self.alg, private_jwk=json.dumps(jwk.as_dict(private=True)),
                 created=now_us(), retired=None, not_after=None))
@@ -125,7 +126,7 @@ class KeyRing:
         have expired). Returns the new kid."""
         now = now_us()
         kid = self._create()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(update(signing_key).where(
                 signing_key.c.kid != kid, signing_key.c.retired.is_(None)).values(
                 retired=now, not_after=now + self.max_token_lifetime * 1_000_000 + 60_000_000))

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
 from fkj.security.clients import Client, check_secret, get_client
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
@@ -139,7 +140,7 @@ def create_launch(engine: Engine, tenant: str, patient: str | None = None,
     def bare(ref: str | None, rtype: str) -> str | None:
         return ref.split("/", 1)[1] if ref and ref.startswith(rtype + "/") else ref
 
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(insert(launch_context).values(
             launch_id=launch_id, tenant=tenant, patient=bare(patient, "Patient"),
             encounter=bare(encounter, "Encounter"), user_ref=user, created=now,
@@ -355,7 +356,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         }
         code = secrets.token_urlsafe(32)
         now = now_us()
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(insert(auth_code).values(
                 code_hash=_sha256(code), tenant=tenant, client_id=pending["client_id"],
                 redirect_uri=pending["redirect_uri"], code_challenge=pending["code_challenge"],
@@ -424,11 +425,11 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
                 raise OAuthError("invalid_client", f"assertion {name} in the future", 401)
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise OAuthError("invalid_client", "assertion needs a jti", 401)
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(delete(client_assertion_jti).where(
                 client_assertion_jti.c.expires < now_us()))
         try:
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 conn.execute(insert(client_assertion_jti).values(
                     client_id=client.client_id, jti=jti, expires=int(exp * 1_000_000)))
         except IntegrityError:
@@ -474,7 +475,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
     def revoke_family(family_id: str | None) -> None:
         if not family_id:
             return
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             rows = conn.execute(select(refresh_token.c.access_jti, refresh_token.c.access_exp,
                                        refresh_token.c.tenant).where(
                 refresh_token.c.family_id == family_id)).all()
@@ -518,7 +519,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             rt = secrets.token_urlsafe(32)
             now = now_us()
             life = s.offline_refresh_lifetime if offline else s.online_refresh_lifetime
-            with engine.begin() as conn:
+            with write_transaction(engine) as conn:
                 conn.execute(insert(refresh_token).values(
                     token_hash=_sha256(rt), family_id=family_id, tenant=tenant,
                     client_id=client.client_id, scope=rscope, grant=json.dumps(grant),
@@ -539,7 +540,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         if row is None or row.client_id != client.client_id:
             raise OAuthError("invalid_grant", "unknown code")
         now = now_us()
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             claimed = conn.execute(update(auth_code).where(
                 auth_code.c.code_hash == code_hash, auth_code.c.used.is_(None)).values(
                 used=now)).rowcount
@@ -565,7 +566,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             raise OAuthError("invalid_grant", "code_verifier does not match")
         grant = json.loads(row.grant)
         body, claims, family = issue_tokens(client, row.tenant, row.scope, grant, None)
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(update(auth_code).where(auth_code.c.code_hash == code_hash).values(
                 access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000,
                 family_id=family))
@@ -592,7 +593,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             if not requested or not all_covered(requested, row.scope.split()):
                 raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
             scope = " ".join(sorted(requested))
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             claimed = conn.execute(update(refresh_token).where(
                 refresh_token.c.token_hash == h, refresh_token.c.used.is_(None),
                 refresh_token.c.revoked.is_(False)).values(used=now_us())).rowcount

@@ -54,6 +54,7 @@ from joserfc import jwt as jose_jwt
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
     verify_signature
@@ -200,7 +201,7 @@ class RevocationCache:
     def revoke(self, jti: str, expires_s: float, tenant: str | None = None) -> None:
         exp_us = int(expires_s * 1_000_000)
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(insert(revoked_token).values(
                     jti=jti, tenant=tenant, revoked=int(time.time() * 1e6), expires=exp_us))
         except IntegrityError:

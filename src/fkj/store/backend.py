@@ -27,6 +27,19 @@ _SET_SESSION_TENANT = text("SELECT set_config('fkj.tenant', :t, false)")
 
 
 @contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` for a transaction that writes (no tenant scope: tenants, keys,
+    tokens, clients). On SQLite it begins IMMEDIATE: a DEFERRED transaction that reads and
+    then writes fails at once with "database is locked" when another connection committed
+    in between (its snapshot is stale; the busy timeout does not apply)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.info["begin_mode"] = "IMMEDIATE"
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
 def point_read(engine: Engine, tenant: str) -> Iterator[Connection]:
     """A connection for single-statement reads (read, vread) without a transaction.
 

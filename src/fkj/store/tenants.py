@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Engine, insert, select, update
 
+from fkj.store.backend import write_transaction
 from fkj.errors import BadRequest, Conflict, NotFound
 from fkj.store.backend import now_us
 from fkj.store.schema import tenant as tenant_table
@@ -37,7 +38,7 @@ def create_tenant(engine: Engine, nr: str, name: str, *, official: bool = True) 
         validate_kommunenummer(nr)
     elif not (len(nr) == 4 and nr.isdigit()):
         raise BadRequest(f"tenant id must be four digits, got {nr!r}")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         if conn.execute(select(tenant_table.c.id).where(tenant_table.c.id == nr)).first():
             raise Conflict(f"tenant {nr} exists already")
         conn.execute(insert(tenant_table).values(id=nr, name=name, created=now_us(),
@@ -82,7 +83,7 @@ def tenant_settings(engine: Engine, nr: str) -> dict:
 
 
 def update_tenant_settings(engine: Engine, nr: str, **values) -> dict:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         raw = conn.execute(select(tenant_table.c.settings)
                            .where(tenant_table.c.id == nr)).scalar_one_or_none()
         if raw is None:
