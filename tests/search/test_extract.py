@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from datetime import datetime, timezone
 
 import pytest
@@ -72,6 +73,16 @@ def test_period_open_end_and_start():
     assert out == [("p", ts("2024-01-15T00:00:00Z"), R.HIGH),
                    ("p", R.LOW, ts("2025-01-01T00:00:00Z"))]
     assert R.HIGH == 1e15 and R.LOW == -1e15 and not math.isinf(R.HIGH)
+
+
+def test_inverted_period_covers_both_ends():
+    """low <= high for every stored range (the search's index bounds rely on it)."""
+    out: list = []
+    R.b_period("p", {"start": "2024-06-01T23:00:00-05:00", "end": "2024-06-01"}, out)
+    R.b_period("p", {"start": "2025-01-01", "end": "2024-01-01"}, out)
+    assert out == [("p", ts("2024-06-01T00:00:00Z"), ts("2024-06-02T04:00:01Z")),
+                   ("p", ts("2024-01-01T00:00:00Z"), ts("2025-01-02T00:00:00Z"))]
+    assert all(lo <= hi for _, lo, hi in out)
 
 
 def test_date_rows_from_resources():
@@ -198,7 +209,8 @@ def test_token_forms():
 
 def test_patient_tokens():
     rows = extract(PATIENT)["token"]
-    for row in [("gender", None, "male", None), ("active", None, "true", None),
+    for row in [("gender", "http://hl7.org/fhir/administrative-gender", "male", None),
+                ("active", None, "true", None),
                 ("deceased", None, "true", None), ("phone", None, "+47 99887766", None),
                 ("email", None, "aerlig@example.no", None), ("_id", None, "p1", None),
                 ("_tag", "http://fkj.no/tag", "test", "testdata"),
@@ -226,7 +238,8 @@ def test_composite_rows():
             ("http://unitsofmeasure.org", "mm[Hg]", 106.5, 107.5)) in rows
     assert not [r for r in rows if r[0] == "code-value-quantity"]  # panel has no value
     rows = extract(DOCREF)["composite"]
-    assert rows == [("relationship", (None, "replaces", None),
+    assert rows == [("relationship", ("http://hl7.org/fhir/document-relationship-type",
+                                      "replaces", None),
                      ("DocumentReference", "dr0", None, None, None))]
 
 
@@ -293,3 +306,40 @@ def test_fallback_path_runs():
     [part] = C.compile_part("Patient.name.where(given.exists()).family", "Patient")
     assert not part.fast
     assert part.fn(PATIENT, PATIENT) == ["Østby"]
+
+
+# --------------------------------------------------------------------------- implicit systems
+REFERENCE = next((p for p in (Path(__file__).resolve().parents[3] / "shared/reference/fhir",
+                              Path("/work/shared/reference/fhir")) if p.is_dir()), None)
+
+
+def test_code_elements_carry_their_implicit_system():
+    """A code element's system is its required binding's one CodeSystem (R4 token search);
+    other bindings, several systems or no binding leave it empty."""
+    def tokens(res, code):
+        return [r[1:3] for r in extract(res)["token"] if r[0] == code]
+    assert tokens({"resourceType": "Observation", "id": "o", "status": "final",
+                   "code": {"text": "x"}}, "status") == [
+        ("http://hl7.org/fhir/observation-status", "final")]
+    assert tokens({"resourceType": "ServiceRequest", "id": "s", "status": "active",
+                   "intent": "order", "subject": {"reference": "Patient/p"}}, "intent") == [
+        ("http://hl7.org/fhir/request-intent", "order")]
+    # Task.intent: task-intent and request-intent; Resource.language: a preferred binding
+    assert tokens({"resourceType": "Task", "id": "t", "status": "draft", "intent": "order"},
+                  "intent") == [(None, "order")]
+    assert tokens({"resourceType": "SearchParameter", "id": "sp", "code": "x", "url": "u",
+                   "name": "n", "status": "draft", "description": "d", "base": ["Patient"],
+                   "type": "token"}, "code") == [(None, "x")]
+    # composite components too (Observation.component.code is a CodeableConcept; the
+    # DocumentReference relationship composite's code is relatesTo.code, a code)
+    rows = extract(DOCREF)["composite"]
+    assert rows[0][1][:2] == ("http://hl7.org/fhir/document-relationship-type", "replaces")
+
+
+@pytest.mark.skipif(REFERENCE is None, reason="the shared reference files are not here")
+def test_code_system_table_is_generated_from_the_reference():
+    from fkj.search._code_systems import SYSTEMS
+    from fkj.search.code_systems import build
+    assert build(REFERENCE) == SYSTEMS
+    assert SYSTEMS["Patient.gender"] == "http://hl7.org/fhir/administrative-gender"
+    assert "Resource.language" not in SYSTEMS and "Task.intent" not in SYSTEMS

@@ -33,6 +33,10 @@ OBS_CODES = [(LOINC, "8480-6"), (LOINC, "8462-4"), (LOINC, "2345-7"), ("http://o
 COND_CODES = [(SNOMED, "38341003"), (SNOMED, "44054006"), ("http://icd", "E11")]
 UNITS = [(UCUM, "mm[Hg]"), (UCUM, "mmol/L"), (None, "kg")]
 PREFIXES = ["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
+#: the implicit system of the code elements searched (the CodeSystem of their required
+#: binding's ValueSet, from the R4 definitions of Patient.gender and Observation.status)
+IMPLICIT = {("Patient", "gender"): "http://hl7.org/fhir/administrative-gender",
+            ("Observation", "status"): "http://hl7.org/fhir/observation-status"}
 
 # ------------------------------------------------------------------------- data generation
 years = st.integers(2019, 2021)
@@ -187,11 +191,12 @@ def string_value(draw, modifier):
 
 @st.composite
 def token_value(draw, rtype, param):
-    if param == "gender":
-        return draw(st.sampled_from(["male", "female", "other", "unknown"]))
-    if param == "status":
-        return draw(st.sampled_from(["final", "preliminary", "amended"]))
-    if param == "identifier":
+    if (rtype, param) in IMPLICIT:
+        value = draw(st.sampled_from(["male", "female", "other", "unknown"] if param == "gender"
+                                     else ["final", "preliminary", "amended"]))
+        system = draw(st.sampled_from([IMPLICIT[rtype, param], "http://other"]))
+        form = draw(st.sampled_from(["code", "code", "sys|code", "sys|", "|code"]))
+    elif param == "identifier":
         system = draw(st.sampled_from([MRN, "http://other", ""]))
         value = draw(st.sampled_from(["A1", "A2", "B7", "X"]))
         form = draw(st.sampled_from(["code", "sys|code", "sys|"]))
@@ -290,9 +295,9 @@ def _strings(v) -> list[str]:
     return []
 
 
-def _tokens(v) -> list[tuple]:
+def _tokens(v, implicit: str | None = None) -> list[tuple]:
     if isinstance(v, str):
-        return [(None, v)]
+        return [(implicit, v)]
     if isinstance(v, dict):
         if "coding" in v or "text" in v:
             return [(c.get("system"), c.get("code")) for c in v.get("coding", [])]
@@ -363,7 +368,7 @@ class Oracle:
             return any(normalise_text(s).startswith(normalise_text(a)) for s in strs
                        for a in alts)
         if p.type == "token":
-            toks = [t for v in vals for t in _tokens(v)]
+            toks = [t for v in vals for t in _tokens(v, IMPLICIT.get((rtype, code)))]
             hit = any(self._token_hit(t, a) for t in toks for a in alts)
             return not hit if mod == "not" else hit
         if p.type == "reference":

@@ -92,6 +92,12 @@ def test_string_token_reference_uri_and_resource_params(client):
         ("gender:not=male", {"p1", "p3", "p4"}),
         ("gender:not=male,female", {"p3", "p4"}),
         ("gender=http://wrong|male", set()),
+        # a code element's implicit system: its required binding's one CodeSystem
+        ("gender=http://hl7.org/fhir/administrative-gender|male", {"p2"}),
+        ("gender=http://hl7.org/fhir/administrative-gender|", {"p1", "p2", "p4"}),
+        ("gender=http://hl7.org/fhir/administrative-gender|male,female", {"p1", "p2"}),
+        ("gender=|male", set()),                     # the code has a system (implicit)
+        ("gender:not=http://hl7.org/fhir/administrative-gender|male", {"p1", "p3", "p4"}),
         ("active=true", {"p1"}),
         ("active:not=true", {"p2", "p3", "p4"}),
         (f"identifier={MRN}|A2", {"p2"}),

@@ -118,7 +118,7 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
         obs("q3", "2345-7", valueQuantity={"value": 5.4, "unit": "mmol/L", "system": UCUM,
                                            "code": "mmol/L"}),
         obs("q4", "29463-7", valueQuantity={"value": 120, "unit": "kg"}),
-        obs("q5", "85354-9", component=bp),
+        obs("q5", "85354-9", component=bp) | {"status": "amended"},
         {"resourceType": "RiskAssessment", "id": "r1", "status": "final",
          "subject": {"reference": "Patient/pp"}, "prediction": [{"probabilityDecimal": 0.8}]},
         {"resourceType": "RiskAssessment", "id": "r2", "status": "final",
@@ -136,6 +136,13 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
          "expansion": {"timestamp": "2024-01-01T00:00:00Z",
                        "contains": [{"system": LOINC, "code": "2345-7"},
                                     {"system": "http://other", "code": "29463-7"}]}},
+        {"resourceType": "ValueSet", "id": "vs3", "url": "http://example.org/vs/changed",
+         "status": "active",
+         "compose": {"include": [{"system": "http://hl7.org/fhir/observation-status",
+                                  "concept": [{"code": "amended"}, {"code": "corrected"}]}]}},
+        {"resourceType": "ValueSet", "id": "vs4", "url": "http://example.org/vs/nosystem",
+         "status": "active",
+         "compose": {"include": [{"system": "http://elsewhere", "concept": [{"code": "final"}]}]}},
     ])
     check_table(client, "RiskAssessment", [
         ("probability=0.8", {"r1"}),
@@ -191,6 +198,10 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
         ("code:not-in=http://example.org/vs/bp", {"q3", "q4", "q5"}),
         ("code:in=http://example.org/vs/bp,http://example.org/vs/lab", {"q1", "q2", "q3"}),
         ("code:in=http://example.org/vs/bp&code=8480-6", {"q1", "q2"}),
+        # on a code element, against its implicit system (the binding's CodeSystem)
+        ("status:in=http://example.org/vs/changed", {"q5"}),
+        ("status:not-in=http://example.org/vs/changed", {"q1", "q2", "q3", "q4"}),
+        ("status:in=http://example.org/vs/nosystem", set()),
         # token :text and :not on CodeableConcept
         (f"code:not={LOINC}|8480-6", {"q3", "q4", "q5"}),
     ])

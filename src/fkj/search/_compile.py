@@ -46,6 +46,7 @@ class Elem:
     types: list[str]          # allowed type codes
     choice: bool              # value[x]
     child_ctx: str | None     # lookup prefix for children when not a choice
+    path: str | None = None   # the element's definition path (``Observation.status``)
 
 
 def lookup(ctx: str | None, name: str) -> Elem | None:
@@ -56,15 +57,15 @@ def lookup(ctx: str | None, name: str) -> Elem | None:
         p = f"{c}.{name}"
         if p in cref:
             target = cref[p]
-            return Elem(els.get(target, []), False, target)
+            return Elem(els.get(target, []), False, target, p)
         t = els.get(p)
         if t is not None:
             if t in (["BackboneElement"], ["Element"]) or not t:
-                return Elem(t, False, p)
-            return Elem(t, False, t[0] if len(t) == 1 else None)
+                return Elem(t, False, p, p)
+            return Elem(t, False, t[0] if len(t) == 1 else None, p)
         t = els.get(p + "[x]")
         if t is not None:
-            return Elem(t, True, None)
+            return Elem(t, True, None, p + "[x]")
     return None
 
 
@@ -296,6 +297,9 @@ class Part:
     #: keys of the start node at least one of which must be present for a non-empty result
     #: (None: unknown, always run)
     keys: tuple[str, ...] | None = None
+    #: definition path of the element the values come from (``Observation.status``), when
+    #: the part ends on a known element (for the implicit system of ``code`` elements)
+    path: str | None = None
 
 
 def _chain(steps: list[Callable], from_root: bool) -> Fn:
@@ -382,6 +386,7 @@ def compile_steps(steps: list[tuple], ctx: str | None, source: str) -> list[Part
     cur_types: list[str] | None = [ctx] if ctx and "." not in ctx else None
     pending_choice: tuple[str, list[str]] | None = None   # (name, types) awaiting a cast
     first_keys: tuple[str, ...] | None = None
+    cur_path: str | None = None   # definition path of the element reached (non-choice)
     i = 0
     while i < len(steps):
         st = steps[i]
@@ -392,23 +397,25 @@ def compile_steps(steps: list[tuple], ctx: str | None, source: str) -> list[Part
             if not fns and not from_root:
                 first_keys = mk
             fns.append((_mk_multi(mk), ('keys', mk)))
-            pending_choice, cur, cur_types = None, None, None
+            pending_choice, cur, cur_types, cur_path = None, None, None, None
         if kind == "root":
             if fns:
                 raise Unsupported(source)
             from_root = True
             cur = _root_ctx(ctx)
-            cur_types = None
+            cur_types = cur_path = None
         elif kind == "name":
             el = lookup(cur, st[1])
             if el is not None and el.choice:
                 pending_choice = (st[1], el.types)
+                cur_path = None
             else:
                 if not fns and not from_root:
                     first_keys = (st[1],)
                 fns.append((_mk_name(st[1]), ('key', st[1])))
                 cur = el.child_ctx if el else None
                 cur_types = el.types if el else None
+                cur_path = el.path if el else None
         elif kind == "cast":
             if pending_choice is not None:
                 name, types = pending_choice
@@ -452,7 +459,7 @@ def compile_steps(steps: list[tuple], ctx: str | None, source: str) -> list[Part
     else:
         fn = _build(fns, from_root)
     ftype = cur_types[0] if cur_types and len(cur_types) == 1 else None
-    return [Part(fn, ftype, True, source, first_keys)]
+    return [Part(fn, ftype, True, source, first_keys, cur_path)]
 
 
 def _root_ctx(ctx: str | None) -> str | None:

@@ -139,6 +139,23 @@ def b_code(p: str, v: Any, out: list) -> None:
         b_token_any(p, v, out)
 
 
+_CODE_BUILDERS: dict[str, Builder] = {}
+
+
+def b_code_in(system: str) -> Builder:
+    """Builder for a ``code`` element whose binding implies ``system``
+    (fkj.search.code_systems): ``(param, system, code, None)``."""
+    b = _CODE_BUILDERS.get(system)
+    if b is None:
+        def b(p: str, v: Any, out: list, _s: str = system) -> None:
+            if type(v) is str:
+                out.append((p, _s, v, None))
+            else:
+                b_code(p, v, out)
+        _CODE_BUILDERS[system] = b
+    return b
+
+
 _CONTACT_SYSTEMS = frozenset(("phone", "fax", "email", "pager", "url", "sms", "other"))
 
 
@@ -276,6 +293,12 @@ def b_period(p: str, v: Any, out: list) -> None:
     lo = date_range(s) if s is not None else None
     hi = date_range(e) if e is not None else None
     if lo is None and hi is None:
+        return
+    if lo is not None and hi is not None and lo[0] > hi[1]:
+        # an end before the start (invalid, per-1; or a date end against a start late in the
+        # day in another time zone): the range covering both, so that low <= high always
+        # holds (the search's index bounds rely on it, fkj.search.params.ranges.index_bound)
+        out.append((p, min(lo[0], hi[0]), max(lo[1], hi[1])))
         return
     out.append((p, lo[0] if lo else LOW, hi[1] if hi else HIGH))
 

@@ -10,7 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, exists, false, func, not_, or_, select, true, union_all
+from sqlalchemy import (
+    Connection,
+    and_,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from fkj.errors import InvalidSearch
 from fkj.search.params import date as date_p
@@ -71,6 +85,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
     _reject_nul(params)
     opts, criteria_params = parse_options(params, default_count, max_count, default_total,
                                           strict)
+    _custom_plans(conn)
     warnings: list[str] = []
     builder = _Builder(repo, conn, strict, warnings)
     if rtype is None:
@@ -83,14 +98,34 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
                     raise InvalidSearch(f"_type: unknown resource type {t!r}", expression="_type")
     r = MAIN
     builder.top = r
+    if opts.cursor is not None and not opts.sort and len(opts.cursor) == 1 \
+            and isinstance(opts.cursor[0], int) and not isinstance(opts.cursor[0], bool):
+        # paging in rid order: the driving lists start after the cursor too, so page 200 does
+        # not read (SQLite: materialise) the 9,950 rids before it
+        builder.rid_floor = opts.cursor[0]
     conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
-    if conn.dialect.name == "sqlite" and len(builder.drivers) > 1:
-        # SQLite materialises every ``rid IN (…)`` list in full: let only the shortest one
-        # drive, and check the others per row (EXISTS). Same rows, another plan.
-        keep = _shortest(conn, builder.drivers)
-        builder.demote = set(range(len(builder.drivers))) - {keep}
+    pg = conn.dialect.name == "postgresql"
+    #: the driving rid list is known to be short (PostgreSQL): see the ORDER BY below
+    short = False
+    if pg and len(builder.drivers) == 1:
+        short = _shortest(conn, builder.drivers)[1]
+    # (SQLite reads an IN list in rid order anyway: its ORDER BY stays on the rowid)
+    if len(builder.drivers) > 1:
+        # Several ``rid IN (…)`` lists: the shortest one drives. SQLite materialises every
+        # list in full: the others become per-row checks (EXISTS). PostgreSQL gets the
+        # shortest list with the others as semi-joins on its rid, planned on their own
+        # (OFFSET 0): the index rows are intersected before any resource row is read
+        # (otherwise it joined every resource of a month's dates before looking at the code
+        # of an ``_include`` search, 4,600 resource rows for 51). Same rows, another plan.
+        keep, short = _shortest(conn, builder.drivers)
+        short = short and pg
+        if not pg:
+            builder.demote = set(range(len(builder.drivers))) - {keep}
+        else:
+            builder.fence = (keep, _intersection(builder.drivers, keep))
         builder.drivers = []
         builder._driver_no = 0
+        builder._rid_in.clear()
         warnings.clear()
         conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
     where = and_(*conds)
@@ -102,7 +137,12 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
     # NULLs (no value) first ascending, last descending — the same on both backends
     order = [e.desc().nulls_last() if desc else e.asc().nulls_first()
              for e, desc, _ in sort_exprs]
-    order.append(r.c.rid.asc())
+    # A short driving list (fewer than PROBE_CAP_MAX rids) is read first and its rows sorted
+    # (``rid + 0`` cannot come from the primary key). Otherwise PostgreSQL may walk the primary
+    # key in rid order and stop at the page's end, a good plan for long lists but a disaster
+    # when it misjudges a short one: ``Patient?name=Stor`` read 98,000 resources of every type
+    # (Patients are 2 % of them) to find 51 (90 ms instead of 3).
+    order.append((r.c.rid + 0).asc() if short else r.c.rid.asc())
     q = select(r.c.rid, r.c.type, r.c.id, r.c.version, r.c.last_updated, r.c.content,
                *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]).where(where)
     if opts.cursor is not None:
@@ -161,23 +201,36 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
               limit: int = 2) -> list[str]:
     builder = _Builder(repo, conn, True, [])
     _reject_nul(criteria)
+    _custom_plans(conn)
     r = MAIN
-    conds = [r.c.tenant == repo.tenant, r.c.type == rtype, r.c.deleted.is_(False)]
-    meaningful = False
+    conds = []
     for name, value in criteria:
         if name in RESULT_PARAMS:
             continue
         c = builder.criterion(r, rtype, name, value)
         if c is not None:
             conds.append(c)
-            meaningful = True
-    if not meaningful:
+    if not conds:
         raise InvalidSearch("conditional interaction needs at least one search criterion")
     for hook in repo.services.hooks.search_filters:  # the caller may only match what it may see
         extra = hook(repo, r, rtype)
         if extra is not None:
             conds.append(extra)
+    conds = [*builder.scope(r, [rtype]), r.c.deleted.is_(False), *conds]
     return [x.id for x in conn.execute(select(r.c.id).where(and_(*conds)).limit(limit))]
+
+
+def _custom_plans(conn: Connection) -> None:
+    """PostgreSQL: plan every statement of this transaction for its parameter values.
+
+    psycopg prepares a statement it has run five times on a connection, and PostgreSQL then
+    switches to a generic plan (one for any parameter values) when its estimate looks no
+    worse. A search's cost depends on the values — a date range of a month or of ten years,
+    a rare or a common code — and the generic plan of the bench's Observation
+    subject+code+date search took 0.3–1 s instead of 5 ms. ``SET LOCAL`` ends with the
+    transaction, so other statements on the pooled connection are not affected."""
+    if conn.dialect.name == "postgresql" and conn.in_transaction():
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 #: the main resource alias of every search statement: one long-lived object, so that
@@ -187,15 +240,13 @@ MAIN = resource.alias("r")
 
 # ---------------------------------------------------------------------------- options
 def _conditions(repo, builder, r, rtype, types, criteria_params):
-    conds = [r.c.tenant == repo.tenant, r.c.deleted.is_(False)]
-    if types is not None:
-        conds.append(r.c.type.in_(types) if len(types) > 1 else r.c.type == types[0])
-    applied = []
+    crits, applied = [], []
     for name, value in criteria_params:
         c = builder.criterion(r, rtype, name, value)
         if c is not None:
-            conds.append(c)
+            crits.append(c)
             applied.append((name, value))
+    conds = [*builder.scope(r, types), r.c.deleted.is_(False), *crits]
     for hook in repo.services.hooks.search_filters:
         extra = hook(repo, r, rtype)
         if extra is not None:
@@ -203,20 +254,50 @@ def _conditions(repo, builder, r, rtype, types, criteria_params):
     return conds, applied
 
 
-#: how many index rows the driver probe looks at per candidate (enough to tell short from long)
+#: how many index rows the driver probe looks at per candidate (enough to tell short from
+#: long); when every candidate has that many, they are counted again up to PROBE_CAP_MAX
 PROBE_CAP = 1000
-_DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "string": 3, "composite": 4}
+PROBE_CAP_MAX = 10_000
+#: a candidate this short drives without probing the others
+PROBE_ENOUGH = 100
+_DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "string": 3, "composite": 4, "date": 5}
 
 
-def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> int:
-    """Index of the candidate ``rid IN (…)`` list with the fewest rows (counted up to
-    PROBE_CAP through the lookup index; ties go to the usually more selective type)."""
-    sizes = []
-    for i, (ptype, stmt) in enumerate(drivers):
-        n = conn.execute(select(func.count()).select_from(
-            stmt.limit(PROBE_CAP).subquery())).scalar_one()
-        sizes.append((n, _DRIVER_RANK.get(ptype, 5), i))
-    return min(sizes)[2]
+def _intersection(drivers: list[tuple[str, Any]], keep: int):
+    """The rids of driver ``keep`` that are in every other driver's list, as a sub-select the
+    planner may not merge into the outer query (``OFFSET 0``)."""
+    stmt = drivers[keep][1]
+    rid = stmt.selected_columns[0]
+    others = [rid.in_(other) for i, (_, other) in enumerate(drivers) if i != keep]
+    return stmt.where(*others).offset(literal_column("0"))
+
+
+def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> tuple[int, bool]:
+    """Index of the candidate ``rid IN (…)`` list with the fewest rows, and whether that
+    list is known to be short (under the cap it was counted to). Rows are counted through
+    the lookup indexes alone (``SELECT 1``, no table rows) up to PROBE_CAP, then
+    PROBE_CAP_MAX if all reach it. Candidates are probed in order of the usually more
+    selective type (which also wins ties); one under PROBE_ENOUGH rows is taken at once."""
+    order = sorted(range(len(drivers)), key=lambda i: (_DRIVER_RANK.get(drivers[i][0], 6), i))
+    cap = PROBE_CAP
+    while True:
+        sizes = []
+        limit = cap  # a later candidate need only be counted to one past the shortest so far
+        for i in order:
+            stmt = drivers[i][1].with_only_columns(literal_column("1"))
+            n = conn.execute(select(func.count()).select_from(
+                stmt.limit(limit).subquery())).scalar_one()
+            if n < PROBE_ENOUGH:
+                return i, True
+            sizes.append((n, _DRIVER_RANK.get(drivers[i][0], 6), i))
+            limit = min(limit, n + 1)
+        best = min(sizes)
+        if best[0] < cap or cap >= PROBE_CAP_MAX:
+            return best[2], best[0] < cap
+        # every candidate has PROBE_CAP rows: count again, the usually less selective types
+        # (ranges) first, as they are the ones the first round could not tell apart
+        cap = PROBE_CAP_MAX
+        order.reverse()
 
 
 def parse_options(params, default_count, max_count, default_total, strict):
@@ -348,7 +429,43 @@ class _Builder:
         self.top = None
         self.drivers: list[tuple[str, Any]] = []
         self.demote: set[int] = set()
+        #: PostgreSQL: (driver number, intersection sub-select) — that driver becomes
+        #: ``rid IN (intersection)``, the other drivers (inside it) are dropped
+        self.fence: tuple[int, Any] | None = None
+        #: paging in rid order after this rid: driving lists skip what came before
+        self.rid_floor: int | None = None
         self._driver_no = 0
+        self.sqlite = conn.dialect.name == "sqlite"
+        #: resource aliases with a ``rid IN (…)`` condition at the top of their WHERE
+        self._rid_in: set = set()
+
+    # ------------------------------------------------------------------------ plan shape
+    def noidx(self, col):
+        """``col`` as SQLite's ``+col``: same value, but no index may be used for the term.
+
+        SQLite's planner only knows table sizes from ``sqlite_stat1``, which a server process
+        loads once per connection: a tenant loaded while it runs is planned as if empty, and
+        then (tenant, type) or the lookup indexes look cheaper than the ``rid`` lists and the
+        (rid, param) indexes — a scan of the tenant's every row per query. Taking the tenant
+        column out of index use leaves SQLite one sensible plan whatever its statistics say.
+        PostgreSQL gets the plain column."""
+        if not self.sqlite:
+            return col
+        return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
+
+    def scope(self, r, types: list[str] | None) -> list:
+        """Tenant (and type) conditions of resource alias ``r``; when ``r`` has a ``rid IN``
+        list, SQLite is kept from the (tenant, type) indexes so that the list drives."""
+        driven = r in self._rid_in
+        col = self.noidx if driven else (lambda c: c)
+        out = [col(r.c.tenant) == self.tenant]
+        if types:
+            out.append(col(r.c.type).in_(types) if len(types) > 1 else col(r.c.type) == types[0])
+        return out
+
+    def rid_in(self, r, sub):
+        self._rid_in.add(r)
+        return r.c.rid.in_(sub)
 
     def known_type(self, name: str) -> bool:
         from fkj.model.validation import is_known_type
@@ -414,13 +531,19 @@ class _Builder:
 
         # Selective equality predicates (token/reference/string/uri values, which the
         # ``ix_idx_*_lookup`` indexes find directly) become ``r.rid IN (SELECT rid …)``, so
-        # their short lists drive the query. Ranges (date/number/quantity prefixes), ``ne``,
-        # ``:not``, ``:contains``, ``:text`` and ``:identifier`` cannot use those indexes;
-        # they become correlated ``EXISTS`` checked per candidate row through the
-        # ``ix_idx_*_rid`` (rid, param) index, instead of materialising every row of the
-        # parameter (SQLite builds IN lists in full).
+        # their short lists drive the query. So does a date parameter of one value (not
+        # ``ne``) on one resource type: its comparison is stated with the range it implies on
+        # ``low`` or ``high`` (``ix_idx_date_lookup`` / ``ix_idx_date_high``), so ``date=2019-05``
+        # is a range scan of one month. Other ranges (several date values, number/quantity
+        # prefixes), ``ne``, ``:not``, ``:contains``, ``:text`` and ``:identifier`` become
+        # correlated ``EXISTS`` checked per candidate row through the ``ix_idx_*_rid``
+        # (rid, param) index, instead of materialising every row of the parameter (SQLite
+        # builds IN lists in full).
         ranged = p.type in ("date", "number", "quantity")
-        correlated = ranged or modifier in ("not", "contains", "text", "identifier")
+        bounded = (p.type == "date" and modifier is None and rtype is not None
+                   and len(values) == 1 and _prefix(values[0])[0] != "ne")
+        correlated = (ranged and not bounded) or modifier in (
+            "not", "contains", "text", "identifier")
 
         def has(build, corr=correlated):
             return self._has_row(r, table, p.code, rtype, build, corr)
@@ -429,7 +552,8 @@ class _Builder:
         ors = []
         if plain:
             ors.append(has(lambda idx: or_(*[
-                self._value_predicate(p, idx, modifier, v, raw_name) for v in plain])))
+                self._value_predicate(p, idx, modifier, v, raw_name, bounded=bounded)
+                for v in plain])))
         for v in values:
             if v in plain:
                 continue
@@ -449,32 +573,42 @@ class _Builder:
         ``correlated``, ``EXISTS (SELECT 1 … WHERE idx.rid = r.rid …)`` (a per-row check).
         Both mean the same; only the plan differs."""
         idx = table.alias()
-        conds = [idx.c.tenant == self.tenant, idx.c.param == code,
-                 *([idx.c.type == rtype] if rtype else [])]
+        conds = [idx.c.param == code, *([idx.c.type == rtype] if rtype else [])]
+        if not correlated and r is self.top and self.rid_floor is not None:
+            conds.append(idx.c.rid > self.rid_floor)
         if not correlated and r is self.top:
             # a candidate to drive the query (see run_search)
             n = self._driver_no
             self._driver_no += 1
+            if self.fence is not None:
+                keep, sub = self.fence
+                return self.rid_in(r, sub) if n == keep else true()
             if n in self.demote:
                 correlated = True
             else:
-                self.drivers.append((table.name[4:], select(idx.c.rid).where(*conds,
-                                                                           build(idx))))
+                self.drivers.append((table.name[4:], select(idx.c.rid).where(
+                    idx.c.tenant == self.tenant, *conds, build(idx))))
         if correlated:
-            return exists().where(idx.c.rid == r.c.rid, *conds, build(idx))
-        return r.c.rid.in_(select(idx.c.rid).where(*conds, build(idx)))
+            # per row through ix_idx_*_rid (rid, param), never a lookup index (see noidx)
+            return exists().where(idx.c.rid == r.c.rid, self.noidx(idx.c.tenant) == self.tenant,
+                                  *conds, build(idx))
+        return self.rid_in(r, select(idx.c.rid).where(idx.c.tenant == self.tenant, *conds,
+                                                       build(idx)))
 
-    def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name):
+    def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name,
+                         bounded: bool = False):
         t = p.type
         if t == "string":
-            return string_p.predicate(idx, modifier, value, raw_name)
+            return string_p.predicate(idx, modifier, value, raw_name,
+                                      dialect=self.conn.dialect.name)
         if t == "token":
             return token_p.predicate(idx, None if modifier == "not" else modifier, value, raw_name)
         if t == "reference":
             return reference_p.predicate(idx, modifier, value, raw_name, own_base=self.own_base,
                                          known_type=self.known_type)
         if t == "date":
-            return date_p.predicate(idx.c.low, idx.c.high, modifier, value, raw_name)
+            return date_p.predicate(idx.c.low, idx.c.high, modifier, value, raw_name,
+                                    bounded=bounded)
         if t == "number":
             return number_p.predicate(idx, modifier, value, raw_name)
         if t == "quantity":
@@ -541,7 +675,7 @@ class _Builder:
                 continue
             # each chain step is a CTE: flat SQL however deep the chain (SQLite's parser
             # overflows on deeply nested sub-selects)
-            targets_cte = select(t_r.c.id).where(t_r.c.tenant == self.tenant, t_r.c.type == t,
+            targets_cte = select(t_r.c.id).where(*self.scope(t_r, [t]),
                                                  t_r.c.deleted.is_(False), inner,
                                                  *self._policy(t_r, t)).cte()
             ors.append(and_(ref.c.target_type == t,
@@ -554,7 +688,7 @@ class _Builder:
             return None
         sub = select(ref.c.rid).where(ref.c.tenant == self.tenant, ref.c.param == p.code,
                                       *([ref.c.type == rtype] if rtype else []), or_(*ors)).cte()
-        return r.c.rid.in_(select(sub.c.rid))
+        return self.rid_in(r, select(sub.c.rid))
 
     def _has(self, r, rtype, raw_name, value, depth):
         parts = raw_name.split(":", 3)
@@ -573,11 +707,12 @@ class _Builder:
         if inner is None:
             return None  # an unknown inner parameter: already warned (or refused if strict)
         ref = INDEX_TABLES["reference"].alias()
-        others = select(o_r.c.rid).where(o_r.c.tenant == self.tenant, o_r.c.type == other,
+        others = select(o_r.c.rid).where(*self.scope(o_r, [other]),
                                          o_r.c.deleted.is_(False), inner,
                                          *self._policy(o_r, other)).cte()
-        conds = [ref.c.tenant == self.tenant, ref.c.type == other, ref.c.param == ref_param,
-                 ref.c.rid.in_(select(others.c.rid))]
+        # per matching resource through ix_idx_reference_rid (rid, param)
+        conds = [self.noidx(ref.c.tenant) == self.tenant, ref.c.type == other,
+                 ref.c.param == ref_param, ref.c.rid.in_(select(others.c.rid))]
         if rtype:
             conds.append(ref.c.target_type == rtype)
             targets = select(ref.c.target_id).where(*conds).cte()
@@ -626,7 +761,7 @@ class _Builder:
                 o.c.id == cid))
         if not parts:
             return false()
-        return r.c.rid.in_(parts[0] if len(parts) == 1 else union_all(*parts))
+        return self.rid_in(r, parts[0] if len(parts) == 1 else union_all(*parts))
 
     def _token_in(self, r, rtype, p, modifier, values, raw_name):
         from fkj.search.valuesets import expand_codes
@@ -649,7 +784,7 @@ class _Builder:
         sub = select(idx.c.rid).where(idx.c.tenant == self.tenant,
                                       idx.c.param == p.code + ":of-type",
                                       *([idx.c.type == rtype] if rtype else []), or_(*ors))
-        return r.c.rid.in_(sub)
+        return self.rid_in(r, sub)
 
     def _composite(self, r, rtype, p, values, raw_name):
         from fkj.search.composite import composite_criterion
@@ -701,8 +836,10 @@ class _Builder:
         if not rids:
             return []
         ref = INDEX_TABLES["reference"].alias()
+        # through ix_idx_reference_rid (rid, param): the rows of the page's resources only
         q = select(ref.c.target_type, ref.c.target_id).where(
-            ref.c.tenant == self.tenant, ref.c.rid.in_(rids), ref.c.target_id.is_not(None))
+            self.noidx(ref.c.tenant) == self.tenant, ref.c.rid.in_(rids),
+            ref.c.target_id.is_not(None))
         if param != "*":
             q = q.where(ref.c.param == param)
         if target:
@@ -730,7 +867,7 @@ class _Builder:
             conds.append(ref.c.param == param)
         q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
             .where(r2.c.rid.in_(select(ref.c.rid).where(*conds)), r2.c.deleted.is_(False),
-                   r2.c.tenant == self.tenant, *self._policy(r2)).limit(1000)
+                   self.noidx(r2.c.tenant) == self.tenant, *self._policy(r2)).limit(1000)
         return [Row(*x) for x in self.conn.execute(q)]
 
     def _fetch(self, keys) -> list[Row]:

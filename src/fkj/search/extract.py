@@ -14,7 +14,10 @@ rows de-duplicated, each row starting with the parameter code):
   ``(param + ":of-type", type_system + "|" + type_code, value, None)`` (missing type system →
   ``""``) so ``:of-type=S|C|V`` is ``param = 'identifier:of-type' AND system = 'S|C' AND
   code = V`` (what ``fkj.search.engine`` queries). ContactPoint → (None, value, None).
-  code/string/id/uri primitives → (None, value, None); boolean → (None, "true"/"false", None).
+  code/string/id/uri primitives → (None, value, None), except a ``code`` element whose
+  required binding implies one CodeSystem (fkj.search.code_systems): (system, value, None),
+  so ``status=http://hl7.org/fhir/observation-status|final`` works as R4 says; boolean →
+  (None, "true"/"false", None).
 * reference ``(param, target_type, target_id, url, ident_system, ident_value)``. ``Type/id``
   → (Type, id, None…); absolute ``…/Type/id`` → (Type, id, full url); ``urn:uuid:``/other →
   (None, None, url); contained ``#x`` → no row (only its identifier, if any); canonical/uri →
@@ -50,6 +53,7 @@ from typing import Any, Callable
 
 from fkj.search import _compile as C
 from fkj.search import _rows as R
+from fkj.search.code_systems import implicit_system
 from fkj.search.registry import Registry, SearchParam, default_registry
 
 TABLES = ("string", "token", "reference", "date", "number", "quantity", "uri", "composite")
@@ -140,7 +144,7 @@ def _composite_fn(cp: CompiledParam) -> Callable:
     kinds = C.kinds()
     per_part = []
     for part, per_ctx in zip(cp.parts, cp.components or ()):
-        comps = [[(p.fn, R.builder_for(stype, p.ftype, kinds.get(p.ftype or ""))) for p in ps]
+        comps = [[(p.fn, _builder(stype, p, kinds)) for p in ps]
                  for stype, ps in per_ctx]
         per_part.append((part.fn, comps))
     code = cp.param.code
@@ -163,6 +167,16 @@ def _composite_fn(cp: CompiledParam) -> Callable:
     return build
 
 
+def _builder(search_type: str, part: C.Part, kinds: dict) -> R.Builder:
+    """The row builder for a part's values; a ``code`` element with an implicit system
+    (its required binding's one CodeSystem, see fkj.search.code_systems) gets that system."""
+    if search_type == "token" and part.ftype == "code":
+        system = implicit_system(part.path)
+        if system is not None:
+            return R.b_code_in(system)
+    return R.builder_for(search_type, part.ftype, kinds.get(part.ftype or ""))
+
+
 def plan_for(resource_type: str, registry: Registry) -> Plan:
     cache = registry._compiled
     got = cache.get(resource_type)
@@ -180,7 +194,7 @@ def plan_for(resource_type: str, registry: Registry) -> Plan:
             _add(plan.comp_by_key, plan.comp_always, _composite_keys(cp), _composite_fn(cp))
             continue
         for part in cp.parts:
-            b = R.builder_for(param.type, part.ftype, kinds.get(part.ftype or ""))
+            b = _builder(param.type, part, kinds)
             _add(plan.by_key, plan.always, part.keys, (code, part.fn, b, param.type))
             if code == "_profile":
                 _add(plan.by_key, plan.always, part.keys, (code, part.fn, R.b_canon, "reference"))

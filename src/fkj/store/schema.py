@@ -129,16 +129,23 @@ for _t in INDEX_TABLES.values():
     # (rid, param): a resource's rows of one parameter, for the search's per-row checks
     # (correlated EXISTS for ranges, :missing, :not …); the rid prefix serves deletes
     Index(f"ix_{_t.name}_rid", _t.c.rid, _t.c.param)
+#: text_pattern_ops: PostgreSQL finds ``norm LIKE 'ber%'`` (starts-with) in the index whatever
+#: the database's collation (only with "C" would a plain index serve LIKE)
 Index("ix_idx_string_lookup", idx_string.c.tenant, idx_string.c.type, idx_string.c.param,
-      idx_string.c.norm)
+      idx_string.c.norm, postgresql_ops={"norm": "text_pattern_ops"})
+# The token and date lookup indexes end with rid: a search's rid list is read from the index
+# alone (PostgreSQL index-only scan, SQLite covering index), in rid order for one code
 Index("ix_idx_token_lookup", idx_token.c.tenant, idx_token.c.type, idx_token.c.param,
-      idx_token.c.code, idx_token.c.system)
+      idx_token.c.code, idx_token.c.system, idx_token.c.rid)
 Index("ix_idx_reference_lookup", idx_reference.c.tenant, idx_reference.c.type,
       idx_reference.c.param, idx_reference.c.target_id, idx_reference.c.target_type)
 Index("ix_idx_reference_target", idx_reference.c.tenant, idx_reference.c.target_type,
       idx_reference.c.target_id)
 Index("ix_idx_date_lookup", idx_date.c.tenant, idx_date.c.type, idx_date.c.param,
-      idx_date.c.low, idx_date.c.high)
+      idx_date.c.low, idx_date.c.high, idx_date.c.rid)
+#: date prefixes bounded on the end of the stored range (gt, ge, eb) scan this one
+Index("ix_idx_date_high", idx_date.c.tenant, idx_date.c.type, idx_date.c.param,
+      idx_date.c.high, idx_date.c.low, idx_date.c.rid)
 Index("ix_idx_number_lookup", idx_number.c.tenant, idx_number.c.type, idx_number.c.param,
       idx_number.c.low)
 Index("ix_idx_quantity_lookup", idx_quantity.c.tenant, idx_quantity.c.type,

@@ -57,23 +57,18 @@ def compare(low_col, high_col, prefix: str, lo: float, hi: float, approx: float)
 
 
 def index_bound(low_col, high_col, prefix: str, lo: float, hi: float, approx: float):
-    """A condition that :func:`compare` implies for every stored range with ``low <= high``
-    (the extractor guarantees it), on ``low`` or on ``high`` alone, so that an index on
-    (…, low) or (…, high) can range-scan it: ``eq`` becomes ``low BETWEEN lo AND hi`` (plus
-    the exact test) instead of an open-ended ``low >= lo``. None for ``ne``."""
+    """What :func:`compare` implies but does not state, for every stored range with
+    ``low <= high`` (the extractor guarantees it), so that an index on (…, low) or
+    (…, high) can range-scan the comparison: ``eq`` gains ``low <= hi`` (a closed range on
+    ``low`` instead of an open-ended ``low >= lo``), ``le`` the same, ``ge`` gains
+    ``high >= lo``. The other prefixes are one column compared with a constant already (or,
+    ``ne``, no range at all): None. Nothing is stated twice, which would make PostgreSQL
+    count its selectivity twice."""
     e = _eps(lo, hi)
-    if prefix == "eq":
-        return and_(low_col >= lo - e, low_col <= hi + e)
-    if prefix in ("lt", "le"):
-        return low_col < lo - e if prefix == "lt" else low_col <= hi + e
-    if prefix in ("gt", "ge"):
-        return high_col > hi + e if prefix == "gt" else high_col >= lo - e
-    if prefix == "sa":
-        return low_col >= hi - e
-    if prefix == "eb":
-        return high_col <= lo + e
-    if prefix == "ap":
-        return low_col < hi + approx
+    if prefix in ("eq", "le"):
+        return low_col <= hi + e
+    if prefix == "ge":
+        return high_col >= lo - e
     return None
 
 

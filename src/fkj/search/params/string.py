@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+from sqlalchemy import and_
+
 from fkj.errors import InvalidSearch
 from fkj.search.normalise import like_escape, normalise_text
 from fkj.search.parse import unescape
 
 
-def predicate(idx, modifier: str | None, value: str, name: str):
+def predicate(idx, modifier: str | None, value: str, name: str, *, dialect: str = ""):
+    """Starts-with is ``norm LIKE 'p%'`` and, for ``dialect`` sqlite or postgresql, also the
+    code-point range ``[p, p')`` that an index can scan: SQLite's LIKE is case-insensitive and
+    never uses a BINARY index; on PostgreSQL, LIKE is not leakproof, so under row-level
+    security it is never an index condition, while the ``text_pattern_ops`` comparisons
+    ``~>=~`` / ``~<~`` (byte order in any collation) are, on ``ix_idx_string_lookup``."""
     v = unescape(value)
     if modifier is None:
-        return idx.c.norm.like(like_escape(normalise_text(v)) + "%", escape="\\")
+        prefix = normalise_text(v)
+        cond = idx.c.norm.like(like_escape(prefix) + "%", escape="\\")
+        upper = _after_prefix(prefix) if dialect in ("sqlite", "postgresql") else None
+        if upper is not None:
+            # the range only excludes upper-case ASCII, which the case-folded norm never has
+            # (SQLite's LIKE would match it)
+            if dialect == "sqlite":
+                cond = and_(idx.c.norm >= prefix, idx.c.norm < upper, cond)
+            else:
+                cond = and_(idx.c.norm.op("~>=~")(prefix), idx.c.norm.op("~<~")(upper), cond)
+        return cond
     if modifier == "exact":
         return idx.c.exact == v
     if modifier == "contains":
         return idx.c.norm.like("%" + like_escape(normalise_text(v)) + "%", escape="\\")
     raise InvalidSearch(f"modifier :{modifier} is not valid for string parameter {name}",
                         expression=name)
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` in code-point
+    order (SQLite's BINARY)."""
+    if not prefix or ord(prefix[-1]) >= 0x10FFFF or 0xD7FF <= ord(prefix[-1]) < 0xE000:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
