@@ -53,6 +53,8 @@ resource = Table(
     Column("content", Text, nullable=False),
     UniqueConstraint("tenant", "type", "id", name="uq_resource_tenant_type_id"),
     Index("ix_resource_tenant_type_updated", "tenant", "type", "last_updated"),
+    #: one type in rid order from an index range (bulk export pages, type-only searches)
+    Index("ix_resource_tenant_type_rid", "tenant", "type", "rid"),
 )
 
 #: every version of every resource, including deletes (content is then the previous body)
