@@ -107,7 +107,10 @@ def settle(url: str) -> str:
     covering lookup indexes cannot be read index-only."""
     if not url.startswith("postgresql"):
         analyze(url)
-        return "ANALYZE"
+        # the server's StatisticsWatcher (fkj.store.maintenance) renews its pooled
+        # connections within its 5 s interval, so that they plan with these statistics
+        time.sleep(6)
+        return "ANALYZE (+ 6 s for the server to pick the statistics up)"
     engine = make_engine(url, app_role=False)
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -343,3 +343,26 @@ def test_code_system_table_is_generated_from_the_reference():
     assert build(REFERENCE) == SYSTEMS
     assert SYSTEMS["Patient.gender"] == "http://hl7.org/fhir/administrative-gender"
     assert "Resource.language" not in SYSTEMS and "Task.intent" not in SYSTEMS
+
+
+def test_param_rows_equal_the_full_extraction_filtered():
+    """The restricted extractor the access policy uses (patient references, periods) makes
+    exactly the rows the full extraction makes for those parameters, on every resource of a
+    synthetic municipality."""
+    from fkj.search.extract import extract, param_rows
+    from fkj.security.policy.decision import _links_of
+    from fkj.seed.generator import generate
+
+    checked = 0
+    for res in generate("4601", 15, 7):
+        rt = res["resourceType"]
+        full = extract(res)
+        links = _links_of(rt)
+        if links:
+            assert param_rows(res, links, "reference") == \
+                [r for r in full["reference"] if r[0] in links]
+            checked += 1
+        for param in ("date", "period"):
+            assert param_rows(res, frozenset((param,)), "date") == \
+                [r for r in full["date"] if r[0] == param]
+    assert checked > 100

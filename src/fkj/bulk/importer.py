@@ -654,6 +654,12 @@ class Importer:
         else:
             with repo.transaction():
                 conn = repo._conn
+                if self._pg and not done:
+                    # no WAL flush per batch: the batch and its progress row commit together,
+                    # so a batch lost in a database crash is loaded again when the import
+                    # is resumed; the file's last commit (done) is synchronous and flushes
+                    # every earlier one, so an import reported complete is on disk
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 good = self._store_batch(conn, src, batch, errors, write=True)
                 self._commit_progress(conn, src, line, good, len(errors), done)
         # written after the commit: a crash in between loses report lines, never duplicates

@@ -22,6 +22,9 @@ def build_server_app(settings: Settings):
     fkj = build_fkj(settings)
     check_schema(fkj.services.engine)
     wire(fkj)
+    # SQLite: statistics gathered while the server runs reach its pooled connections
+    from fkj.store.maintenance import StatisticsWatcher
+    fkj.services.extras["statistics_watcher"] = StatisticsWatcher(fkj.services.engine).start()
     return create_app(fkj)
 
 

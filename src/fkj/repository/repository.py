@@ -155,8 +155,14 @@ class Repository:
 
     def read(self, rtype: str, rid: str) -> Stored:
         self.authorize("read", rtype)
+        companion = self.services.extras.get("point_read_companion")
         with self._point_read() as conn:
-            cur = sql.get_current(conn, self.tenant, rtype, rid)
+            if companion is None:
+                cur = sql.get_current(conn, self.tenant, rtype, rid)
+            else:  # (scalar sub-select, callback(repo, value)), e.g. the policy epoch
+                cur, value = sql.get_current_with(conn, self.tenant, rtype, rid, companion[0])
+                if cur is not None:
+                    companion[1](self, value)
         if cur is None:
             raise NotFound(f"{rtype}/{rid} is not known")
         self.check_result("read", cur.content)

@@ -41,6 +41,23 @@ def get_current(conn: Connection, tenant: str, rtype: str, rid_id: str, *,
     return Current(*row) if row else None
 
 
+_WITH: dict[int, tuple] = {}
+
+
+def get_current_with(conn: Connection, tenant: str, rtype: str, rid_id: str, scalar
+                     ) -> tuple[Current | None, object]:
+    """:func:`get_current` and, in the same statement, the value of ``scalar`` (a scalar
+    sub-select that may use the bind parameter ``tenant``): one round trip for what the
+    read and a layer above it (the access policy's epoch) both need."""
+    held = _WITH.get(id(scalar))
+    if held is None or held[0] is not scalar:
+        held = _WITH[id(scalar)] = (scalar, _CURRENT.add_columns(scalar.label("companion")))
+    row = conn.execute(held[1], {"tenant": tenant, "type": rtype, "id": rid_id}).first()
+    if row is None:
+        return None, None
+    return Current(*row[:5]), row[5]
+
+
 def get_many_current(conn: Connection, tenant: str, keys: Iterable[tuple[str, str]], *,
                      for_update: bool = False) -> dict[tuple[str, str], Current]:
     """Current rows of many (type, id) pairs in one query per type."""

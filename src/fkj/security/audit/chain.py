@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, select, text
 
-from fkj.security.audit.events import canonical, index_fields
+from fkj.security.audit.events import canonical, canonical_stdlib, index_fields
 from fkj.security.audit.tables import GENESIS_HASH, audit_head, audit_log, audit_patient
 from fkj.store import bulk
 from fkj.store.backend import scope
@@ -291,7 +291,7 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
 def _check_columns(r, indexed: set[str], problem) -> None:
     try:
         event = json.loads(r.content)
-        if canonical(event) != r.content:
+        if canonical(event) != r.content and canonical_stdlib(event) != r.content:
             problem(f"seq {r.seq}: content is not in canonical form (edited?)")
         f = index_fields(event)
     except (ValueError, KeyError, TypeError, AttributeError):

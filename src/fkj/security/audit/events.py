@@ -32,6 +32,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from fkj.types import Principal
 
 OBSERVER = "FKJ-plattformen"
@@ -233,7 +235,14 @@ def _now_us() -> int:
 # ------------------------------------------------------------------ derived (search) columns
 
 def canonical(event: dict) -> str:
-    """The canonical JSON text of an event: what is stored and hashed."""
+    """The canonical JSON text of an event: what is stored and hashed (sorted keys, no
+    whitespace, UTF-8 unescaped; orjson, a tenth of the stdlib's time on the read path)."""
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def canonical_stdlib(event: dict) -> str:
+    """The canonical form records were written in before :func:`canonical` used orjson
+    (the same text for every event the platform writes; ``verify`` accepts either)."""
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -155,8 +155,19 @@ def audit_response(fkj, req, principal, response, error):
         events = [_minimal_event(req, principal, response, error, repo)]
     if events:
         writer: AuditWriter = fkj.services.extras["audit_writer"]
-        return writer.submit(req.tenant, events)
+        return writer.submit(req.tenant, events, lead=None if _on_event_loop() else True)
     return None
+
+
+def _on_event_loop() -> bool:
+    """Whether this runs on the thread of a running asyncio loop (fkj.app answers point
+    reads there): the commit may then be handed to the writer's committer thread."""
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------ building

@@ -7,6 +7,12 @@ previous commit ran), grouped by tenant, each tenant's in one transaction
 (:func:`~fkj.security.audit.chain.append_in_transaction`); the others wait for their
 future. An uncontended read thus pays no hand-over to another thread. A caller whose
 tenant's commit failed gets the exception, so the read fails instead of going unaudited.
+
+A caller on the event loop (the point reads ``fkj.app`` answers without a worker thread)
+commits there only when its record is the only one in flight. Otherwise the loop would
+stand still for the database round trip and no other request's record could join the
+batch: the record is queued for the writer's committer thread, and the caller awaits the
+future while the loop goes on serving requests, whose records share the next transaction.
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ class AuditWriter:
         self.timeout = timeout
         self._pending: deque = deque()
         self._leader = threading.Lock()
+        self._wake = threading.Condition()
+        self._count_lock = threading.Lock()
+        #: records submitted and not yet committed (or failed)
+        self._in_flight = 0
+        self._committer: threading.Thread | None = None
         self._closed = False
         self._pg_function = True
         #: statistics: transactions committed and records written
@@ -73,18 +84,35 @@ class AuditWriter:
         self.records = 0
 
     # ------------------------------------------------------------------ public API
-    def submit(self, tenant: str, events: Sequence[dict]) -> Future:
+    def submit(self, tenant: str, events: Sequence[dict], *, lead: bool | None = True
+               ) -> Future:
         """Queue ``events`` and, unless a commit is running, commit the queue in this
-        thread; the future completes (or fails) when they are committed."""
+        thread; the future completes (or fails) when they are committed.
+
+        ``lead=None`` (a caller on the event loop): commit here only when no other record
+        is in flight (a lone request pays no hand-over to another thread), else leave the
+        commit to the committer thread, so that the loop serves the next requests and their
+        records join the batch."""
         fut: Future = Future()
         if not self.enabled or not events:
             fut.set_result(None)
             return fut
         if self._closed:
             raise AuditUnavailable("the audit writer is closed")
+        with self._count_lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        fut.add_done_callback(self._finished)
         self._pending.append((tenant, list(events), fut))
-        self._lead()
+        if lead or (lead is None and alone):
+            self._lead()
+        else:
+            self._hand_over()
         return fut
+
+    def _finished(self, _fut) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
 
     def record(self, tenant: str, events: Sequence[dict]) -> None:
         """Block until ``events`` are committed to ``tenant``'s audit log; raise
@@ -110,6 +138,8 @@ class AuditWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued; refuse new records."""
         self._closed = True
+        with self._wake:
+            self._wake.notify_all()
         if self._leader.acquire(timeout=timeout):
             try:
                 self._drain()
@@ -117,6 +147,26 @@ class AuditWriter:
                 self._leader.release()
 
     # ------------------------------------------------------------------ committing
+    def _hand_over(self) -> None:
+        with self._wake:
+            if self._committer is None or not self._committer.is_alive():
+                self._committer = threading.Thread(target=self._commit_loop, daemon=True,
+                                                   name="fkj-audit-commit")
+                self._committer.start()
+            self._wake.notify()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait(1.0)
+            if not self._pending and self._closed:
+                return
+            # blocking: a leader in another thread may be finishing; whatever it left
+            # queued is committed here
+            with self._leader:
+                self._drain()
+
     def _lead(self) -> None:
         # whoever holds the lock commits everything queued; a record queued just after the
         # leader's last look is picked up by re-checking after the release

@@ -55,6 +55,30 @@ def announce_change(engine, tenant: str) -> None:
         bump(conn, tenant)
 
 
+def epoch_companion():
+    """(scalar sub-select, callback) for :func:`fkj.store.resources.get_current_with`: a
+    read by id fetches the tenant's epoch with the resource, and the decision context of
+    the request uses that value instead of asking again (:func:`request_epoch`). It is as
+    fresh as the resource it comes with."""
+    from sqlalchemy import bindparam, select
+
+    from fkj.security.policy.tables import policy_epoch
+    scalar = select(policy_epoch.c.epoch).where(
+        policy_epoch.c.tenant == bindparam("tenant")).scalar_subquery()
+
+    def remember(repo, value) -> None:
+        repo._fkj_epoch_hint = int(value or 0)
+    return scalar, remember
+
+
+def request_epoch(repo) -> int:
+    """The epoch for this request's decision: fetched with its read, else looked up."""
+    hint = getattr(repo, "_fkj_epoch_hint", None)
+    if hint is not None:
+        return hint
+    return read_epoch(repo.services.engine, repo.tenant)
+
+
 def read_epoch(engine, tenant: str) -> int:
     """The tenant's current epoch: one primary-key lookup on a pooled DB-API connection
     (no SQLAlchemy transaction around it; this runs on every request)."""

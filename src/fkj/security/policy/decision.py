@@ -64,15 +64,17 @@ def patients_of(res: dict) -> set[str]:
     params = _links_of(rtype or "")
     if not params:
         return set()
-    return {row[2] for row in _rows(res, "reference")
-            if row[0] in params and row[1] == "Patient" and row[2]}
+    from fkj.search.extract import param_rows
+    return {row[2] for row in param_rows(res, params, "reference")
+            if row[1] == "Patient" and row[2]}
 
 
 def covers(res: dict, param: str, now: float, bounds: list | None = None) -> bool:
     """Whether the date parameter's period covers ``now`` (no value: open). ``bounds``
     collects the period's start and end when they lie after ``now`` (when the answer
     changes)."""
-    rows = [r for r in _rows(res, "date") if r[0] == param]
+    from fkj.search.extract import param_rows
+    rows = param_rows(res, frozenset((param,)), "date")
     if bounds is not None:
         bounds.extend(x for _, lo, hi in rows for x in (lo, hi) if x is not None and x > now)
     return not rows or any(lo <= now < hi for _, lo, hi in rows)
@@ -186,7 +188,7 @@ def context(repo) -> Context:
         return held
     cache = C.cache_of(repo.services)
     key = C.principal_key(repo.tenant, repo.principal)
-    epoch = C.read_epoch(repo.services.engine, repo.tenant)
+    epoch = C.request_epoch(repo)
     now = time.time()
     ctx = cache.get(key, epoch, now)
     if ctx is None:

@@ -1,0 +1,71 @@
+"""The SQLite statistics watcher of a running server (fkj.store.maintenance)."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, text
+
+from fkj.store.engine import make_engine
+from fkj.store.maintenance import StatisticsWatcher, refresh_statistics
+from fkj.store.migrate import upgrade
+from fkj.store.schema import resource
+
+
+def _engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'stats.sqlite'}")
+    upgrade(make_engine(f"sqlite:///{tmp_path / 'stats.sqlite'}", app_role=False))
+    return engine
+
+
+def _add(engine, start: int, n: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(resource), [
+            {"tenant": "0001", "type": "Patient", "id": f"p{i}", "version": 1,
+             "last_updated": i, "deleted": False, "content": "{}"}
+            for i in range(start, start + n)])
+
+
+def _connection(engine):
+    """The DB-API connection the pool hands out (kept alive by the caller, so that a new
+    one cannot take its place in memory)."""
+    with engine.connect() as conn:
+        return conn.connection.driver_connection
+
+
+def _stat_rows(engine) -> int:
+    with engine.connect() as conn:
+        stat = conn.execute(text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'resource' "
+                                 "ORDER BY idx LIMIT 1")).scalar()
+    return int(stat.split()[0])
+
+
+def test_growth_is_analysed_and_the_pool_renewed(tmp_path):
+    engine = _engine(tmp_path)
+    watcher = StatisticsWatcher(engine, min_rows=100)
+    watcher._fingerprint, _, watcher._rid_mark = watcher._read()
+    assert watcher.check() is False  # empty store: nothing to gather
+    before = _connection(engine)
+    _add(engine, 0, 500)
+    assert watcher.check() is True
+    assert (watcher.analyses, watcher.renewals) == (1, 1)
+    assert _stat_rows(engine) == 500
+    assert _connection(engine) is not before  # connections opened before the statistics are gone
+    # no growth, no change: no further ANALYZE, the pool stays
+    same = _connection(engine)
+    assert watcher.check() is False and watcher.analyses == 1
+    assert _connection(engine) is same
+    # a little growth (under a quarter) does not trigger ANALYZE
+    _add(engine, 500, 50)
+    assert watcher.check() is False and watcher.analyses == 1
+
+
+def test_statistics_gathered_elsewhere_renew_the_pool(tmp_path):
+    engine = _engine(tmp_path)
+    _add(engine, 0, 300)
+    watcher = StatisticsWatcher(engine, min_rows=10_000)  # never analyses by itself
+    watcher._fingerprint, _, watcher._rid_mark = watcher._read()
+    before = _connection(engine)
+    other = make_engine(f"sqlite:///{tmp_path / 'stats.sqlite'}")  # e.g. `fkj import`
+    refresh_statistics(other)
+    assert watcher.check() is True and watcher.analyses == 0
+    assert _connection(engine) is not before
+    assert _stat_rows(engine) == 300
