@@ -229,3 +229,64 @@ def test_cli_exit_status_for_bad_lines(db, tenant, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err.decode()
     assert (tmp_path / "fkj-data" / "imports" / f"{tenant}-x.ndjson" / "errors.ndjson").exists()
+
+
+def test_absolute_full_urls_in_a_bundle_are_rewritten(db, tenant, tmp_path):
+    """A legacy system's Bundle refers by absolute fullUrl (not urn:uuid), also forward."""
+    old = "http://legacy.example.kommune.no/fhir/Patient/77"
+    (tmp_path / "legacy.json").write_bytes(orjson.dumps({"resourceType": "Bundle",
+        "type": "collection", "entry": [
+            {"fullUrl": "http://legacy.example.kommune.no/fhir/Observation/1",
+             "resource": {"resourceType": "Observation", "status": "final",
+                          "code": {"text": "x"}, "subject": {"reference": old}}},
+            {"fullUrl": old, "resource": {"resourceType": "Patient"}}]}))
+    assert run_import(db, tenant, [tmp_path]).exit_code == 0
+    with scope(db.engine, tenant) as conn:
+        rows = {(r.type, r.id): orjson.loads(r.content) for r in conn.execute(
+            select(resource.c.type, resource.c.id, resource.c.content)
+            .where(resource.c.tenant == tenant))}
+    obs = next(v for (t, _), v in rows.items() if t == "Observation")
+    ref = obs["subject"]["reference"]
+    assert ref.startswith("Patient/") and ("Patient", ref.split("/")[1]) in rows
+
+
+def _bundle_file(path: Path, patients: int) -> int:
+    """A collection Bundle of ``patients`` Patients with three Observations each, written
+    entry by entry; returns its size in bytes."""
+    with open(path, "wb") as fh:
+        fh.write(b'{"resourceType":"Bundle","type":"collection","entry":[')
+        for i in range(patients):
+            pat = f"urn:uuid:00000000-0000-4000-8000-{i:012d}"
+            entries = [{"fullUrl": pat, "resource": {
+                "resourceType": "Patient", "name": [{"family": f"Strøm{i}", "given": ["Kari"]}],
+                "gender": "female", "birthDate": "1950-01-01"}}]
+            entries += [{"resource": {"resourceType": "Observation", "status": "final",
+                         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}],
+                                  "text": "Puls " + "x" * 400},
+                         "valueQuantity": {"value": 60 + k, "unit": "/min"},
+                         "subject": {"reference": pat}}} for k in range(3)]
+            fh.write((b"," if i else b"") + b",".join(orjson.dumps(e) for e in entries))
+        fh.write(b"]}")
+    return path.stat().st_size
+
+
+def test_a_bundle_file_is_streamed_not_read_whole(tmp_path):
+    """The Bundle reader holds one entry at a time: reading every entry of a ~19 MB Bundle
+    file (the scan and the load pass both read this way) allocates at its peak a small
+    fraction of the file — parsed whole, the file would take several times its size."""
+    import tracemalloc
+
+    from fkj.bulk.importer import discover, items
+
+    path = tmp_path / "big.json"
+    size = _bundle_file(path, 10_000)
+    (src,) = discover([path])
+    tracemalloc.start()
+    try:
+        n = sum(1 for item in items(src, scan=True) if item.error is None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 40_000
+    assert size > 15 * 2**20
+    assert peak < size / 20, (peak, size)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ijson
 import orjson
 from sqlalchemy import and_, insert, select, update
 
@@ -154,65 +155,89 @@ def _parse_line_name(name: str, n: int, raw: bytes) -> Item:
     return Item(n, res["resourceType"], rid, res)
 
 
+def _bundle_head(src: Source) -> tuple[object, object]:
+    """``resourceType`` and ``type`` of the file's top-level object, read as a stream (the
+    file is never held in memory; it stops as soon as both are seen)."""
+    rtype = btype = None
+    with _open(src.path) as fh:
+        for prefix, event, value in ijson.parse(fh):
+            if prefix == "resourceType" and event == "string":
+                rtype = value
+            elif prefix == "type" and event == "string":
+                btype = value
+            if rtype is not None and btype is not None:
+                break
+    return rtype, btype
+
+
 def _bundle_items(src: Source, urn_lookup: Callable[[str], str | None] | None = None
                   ) -> Iterator[Item]:
-    """Entries of a Bundle file (entry number 1-based), ids assigned, references rewritten."""
+    """Entries of a Bundle file (entry number 1-based), ids assigned, references rewritten.
+
+    The file is streamed (ijson): one entry in memory at a time, whatever the file's size.
+    References to other entries' ``fullUrl`` are rewritten through ``urn_lookup`` — the
+    import's fullUrl map, which the scan filled from every file before loading, so an entry
+    may refer to one later in the file or in another file."""
     try:
-        with _open(src.path) as fh:
-            doc = orjson.loads(fh.read())
-    except (orjson.JSONDecodeError, OSError, EOFError) as e:
+        rtype0, btype = _bundle_head(src)
+    except (ijson.JSONError, OSError, EOFError, UnicodeDecodeError) as e:
         yield Item(1, error=f"the file is not valid JSON: {e}")
         return
-    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+    if not isinstance(rtype0, str):
         yield Item(1, error="the file is not a FHIR resource (no resourceType)")
         return
-    if doc["resourceType"] != "Bundle" or doc.get("type") not in BUNDLE_TYPES:
+    if rtype0 != "Bundle" or btype not in BUNDLE_TYPES:
         # a single resource in a .json file
-        yield Item(1, doc["resourceType"], doc.get("id") or _line_id(src, 1), doc)
+        try:
+            with _open(src.path) as fh:
+                doc = orjson.loads(fh.read())
+        except (orjson.JSONDecodeError, OSError, EOFError) as e:
+            yield Item(1, error=f"the file is not valid JSON: {e}")
+            return
+        if not isinstance(doc, dict) or doc.get("resourceType") != rtype0:
+            yield Item(1, error="the file is not a FHIR resource (no resourceType)")
+            return
+        yield Item(1, rtype0, doc.get("id") or _line_id(src, 1), doc)
         return
-    entries = doc.get("entry") or []
-    if not isinstance(entries, list):
-        yield Item(1, error="Bundle.entry is not a list")
-        return
-    mapping: dict[str, str] = {}
-    plan: list[Item] = []
-    for i, e in enumerate(entries):
-        n = i + 1
-        if not isinstance(e, dict):
-            plan.append(Item(n, error=f"Bundle.entry[{i}] is not an object"))
-            continue
-        res = e.get("resource")
-        method = ((e.get("request") or {}).get("method") or "").upper()
-        if method == "DELETE":
-            plan.append(Item(n, error=f"Bundle.entry[{i}]: DELETE entries are not imported"))
-            continue
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            plan.append(Item(n, error=f"Bundle.entry[{i}] has no resource"))
-            continue
-        rtype = res["resourceType"]
-        rid = res.get("id")
-        full_url = e.get("fullUrl")
-        if not rid and method == "PUT":
-            url = (e.get("request") or {}).get("url") or ""
-            parts = split_relative(url.split("?")[0]) if "?" not in url else None
-            if parts and parts[0] == rtype:
-                rid = parts[1]
-        if not rid:
-            seed = full_url if isinstance(full_url, str) and full_url else f"#entry {n}"
-            rid = str(uuid.uuid5(ID_NAMESPACE, f"{src.path.name}|{seed}"))
-        if not isinstance(rid, str):
-            plan.append(Item(n, rtype, None, res, "id must be a string"))
-            continue
-        if isinstance(full_url, str) and full_url:
-            mapping[full_url] = f"{rtype}/{rid}"
-        else:
-            full_url = None
-        plan.append(Item(n, rtype, rid, res, full_url=full_url))
-    del doc, entries
-    for item in plan:
-        if item.resource is not None and item.error is None:
-            _rewrite(item.resource, item.rtype, mapping, urn_lookup)
-        yield item
+    n = 0
+    try:
+        with _open(src.path) as fh:
+            for e in ijson.items(fh, "entry.item", use_float=True):
+                n += 1
+                item = _bundle_entry(src, n, e)
+                if item.resource is not None and item.error is None and urn_lookup is not None:
+                    _rewrite(item.resource, item.rtype, {}, urn_lookup)
+                yield item
+    except (ijson.JSONError, OSError, EOFError, UnicodeDecodeError) as e:
+        yield Item(n + 1, error=f"the file is not valid JSON after entry {n}: {e}")
+
+
+def _bundle_entry(src: Source, n: int, e) -> Item:
+    i = n - 1
+    if not isinstance(e, dict):
+        return Item(n, error=f"Bundle.entry[{i}] is not an object")
+    res = e.get("resource")
+    method = ((e.get("request") or {}).get("method") or "").upper()
+    if method == "DELETE":
+        return Item(n, error=f"Bundle.entry[{i}]: DELETE entries are not imported")
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        return Item(n, error=f"Bundle.entry[{i}] has no resource")
+    rtype = res["resourceType"]
+    rid = res.get("id")
+    full_url = e.get("fullUrl")
+    if not rid and method == "PUT":
+        url = (e.get("request") or {}).get("url") or ""
+        parts = split_relative(url.split("?")[0]) if "?" not in url else None
+        if parts and parts[0] == rtype:
+            rid = parts[1]
+    if not rid:
+        seed = full_url if isinstance(full_url, str) and full_url else f"#entry {n}"
+        rid = str(uuid.uuid5(ID_NAMESPACE, f"{src.path.name}|{seed}"))
+    if not isinstance(rid, str):
+        return Item(n, rtype, None, res, "id must be a string")
+    if not (isinstance(full_url, str) and full_url):
+        full_url = None
+    return Item(n, rtype, rid, res, full_url=full_url)
 
 
 def _rewrite(res: dict, rtype: str | None, mapping: dict[str, str],
@@ -220,8 +245,9 @@ def _rewrite(res: dict, rtype: str | None, mapping: dict[str, str],
     for _, obj in iter_references(res, rtype or "Resource"):
         ref = obj["reference"]
         new = mapping.get(ref)
-        if new is None and urn_lookup is not None and ref.startswith("urn:"):
-            new = urn_lookup(ref)
+        if new is None and urn_lookup is not None and (ref.startswith("urn:")
+                                                       or "://" in ref):
+            new = urn_lookup(ref)  # a fullUrl of an entry (urn:uuid:…, or an absolute URL)
         if new is not None:
             obj["reference"] = new
 
