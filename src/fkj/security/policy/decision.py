@@ -490,12 +490,34 @@ def _patient_match(tenant, r, rtype: str | None, pids):
     return or_(*conds)
 
 
+def _is_in(col, values):
+    """``col IN (values)`` without an expanding bind parameter for short lists: ``false``
+    for none, ``col = v OR …`` for up to 16 (an expanding list is re-rendered on every
+    execution; the policy's lists are fixed per caller), ``IN`` beyond."""
+    values = list(values)
+    if not values:
+        return false()
+    if len(values) <= 16:
+        return or_(*[col == v for v in values])
+    return col.in_(values)
+
+
+def _not_in(col, values):
+    """``col NOT IN (values)``, as :func:`_is_in` (``true`` for none)."""
+    values = list(values)
+    if not values:
+        return true()
+    if len(values) <= 16:
+        return and_(*[col != v for v in values])
+    return col.not_in(values)
+
+
 def _member_of(col, values, dialect: str, name: str):
     """``col IN (values)`` as one bound JSON parameter rather than one per value (building
     and compiling hundreds of bind parameters per request cost more than the query)."""
     values = sorted(values)
     if len(values) <= 8:
-        return col.in_(values)
+        return _is_in(col, values)
     from sqlalchemy import String, column, text
     # a textual sub-select over one JSON parameter: cheap to build (no alias, no column
     # collection) and to send (psycopg escapes text arrays element by element with regular
@@ -525,13 +547,13 @@ def _pairs(rtype: str | None):
 def _pair_cond(ref, pairs):
     types = {t for t, _ in pairs}
     if len(types) == 1:
-        return and_(ref.c.type == next(iter(types)), ref.c.param.in_([p for _, p in pairs]))
+        return and_(ref.c.type == next(iter(types)), _is_in(ref.c.param, [p for _, p in pairs]))
     return tuple_(ref.c.type, ref.c.param).in_(list(pairs))
 
 
 def _token_rids(tenant, param: str, system: str | None, codes, rtype: str | None = None):
     tok = idx_token.alias()
-    conds = [tok.c.tenant == tenant, tok.c.param == param, tok.c.code.in_(sorted(codes))]
+    conds = [tok.c.tenant == tenant, tok.c.param == param, _is_in(tok.c.code, sorted(codes))]
     if system is not None:
         conds.append(tok.c.system == system)
     if rtype:
@@ -581,7 +603,7 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
     hidden_types = sorted(x for x in R.patient_types()
                           if x != "Observation" and R.category_of(x) not in ctx.read_cats)
     if hidden_types:
-        conds.append(r.c.type.not_in(hidden_types))
+        conds.append(_not_in(r.c.type, hidden_types))
     vitals, lab = "vitals" in ctx.read_cats, "lab" in ctx.read_cats
     if not (vitals and lab):
         labs = ctx.cached("labs", lambda: _token_rids(t, "category", None, ["laboratory"],
@@ -603,12 +625,12 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
                          if literal_related else related_select(ctx))
 
     def allowed(col):
-        ors = [col.in_(grants)]
+        ors = [_is_in(col, grants)]
         if literal_related:
             ors.append(_member_of(col, related, ctx.dialect, "fkj_policy_related"))
         elif related is not None:
             ors.append(col.in_(related))
-        return and_(or_(*ors), col.not_in(whole))
+        return and_(or_(*ors), _not_in(col, whole))
 
     conds.append(or_(r.c.type != "Patient", allowed(r.c.id)))
     if pairs:
@@ -634,7 +656,7 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
                 tok.c.tenant == t, tok.c.param == "_security",
                 or_(*[and_(tok.c.system == s, tok.c.code == c) for s, c in rule.labels]))))
         if rule.classes is not None:
-            parts.append(r.c.type.in_(sorted(x for x in rule.classes if x)))
+            parts.append(_is_in(r.c.type, sorted(x for x in rule.classes if x)))
         if rule.data is not None:
             parts.append(or_(*[and_(r.c.type == ty, r.c.id == i) for ty, i in rule.data])
                          if rule.data else false())
