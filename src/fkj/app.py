@@ -113,7 +113,10 @@ async def await_hooks(pending: list, timeout: float = 30.0) -> None:
     import asyncio
     for fut in pending:
         try:
-            await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+            if fut.done():  # committed in this thread already: no trip through the loop
+                fut.result()
+            else:
+                await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
         except FhirError:
             raise
         except Exception as e:  # noqa: BLE001
