@@ -158,7 +158,8 @@ def bench_backend(backend: str) -> tuple[dict, dict, str]:
             unrelated = httpx.get(f"{base}/fhir/4601/Observation/{oids[0]}", headers={
                 "Authorization": "Bearer " + _unrelated_token(url, base)})
             assert unrelated.status_code == 403, "the policy is not on"
-            time.sleep(6)  # the statistics watcher renews the server's connections (5 s)
+            from fkj.store.maintenance import WATCH_INTERVAL
+            time.sleep(WATCH_INTERVAL + 1)  # the statistics watcher renews its connections
             with server(url, extra_env=OFF) as (base_off, _):
                 reader_off = reader_token(url, base_off)
                 for _ in range(ROUNDS):

@@ -108,9 +108,10 @@ def settle(url: str) -> str:
     if not url.startswith("postgresql"):
         analyze(url)
         # the server's StatisticsWatcher (fkj.store.maintenance) renews its pooled
-        # connections within its 5 s interval, so that they plan with these statistics
-        time.sleep(6)
-        return "ANALYZE (+ 6 s for the server to pick the statistics up)"
+        # connections within its interval, so that they plan with these statistics
+        from fkj.store.maintenance import WATCH_INTERVAL
+        time.sleep(WATCH_INTERVAL + 1)
+        return f"ANALYZE (+ {WATCH_INTERVAL + 1:.0f} s for the server to pick them up)"
     engine = make_engine(url, app_role=False)
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -237,9 +237,6 @@ def extract(resource: dict, registry: Registry | None = None) -> dict[str, list[
     return out
 
 
-_SUBPLANS: dict[tuple, tuple[dict[str, list[Entry]], list[Entry]]] = {}
-
-
 def param_rows(resource: dict, codes: frozenset[str], table: str,
                registry: Registry | None = None) -> list[tuple]:
     """The rows of ``table`` that :func:`extract` makes for the parameters ``codes`` only
@@ -248,8 +245,10 @@ def param_rows(resource: dict, codes: frozenset[str], table: str,
     tenth of that)."""
     reg = registry or default_registry()
     rtype = resource.get("resourceType", "")
-    key = (id(reg), rtype, codes, table)
-    sub = _SUBPLANS.get(key)
+    # kept with the registry's compiled plans (a registry freed and another made at the same
+    # address must not find this one's)
+    key = ("param_rows", rtype, codes, table)
+    sub = reg._compiled.get(key)
     if sub is None:
         plan = plan_for(rtype, reg)
         keep = [e for e in plan.always if e[0] in codes and e[3] == table]
@@ -258,7 +257,7 @@ def param_rows(resource: dict, codes: frozenset[str], table: str,
             kept = [e for e in entries if e[0] in codes and e[3] == table]
             if kept:
                 by_key[k] = kept
-        sub = _SUBPLANS[key] = (by_key, keep)
+        sub = reg._compiled[key] = (by_key, keep)
     by_key, always = sub
     out: list[tuple] = []
     for k in resource:

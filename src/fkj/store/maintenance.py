@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: rows ANALYZE samples per index in the watcher (approximate statistics in milliseconds;
 #: ``refresh_statistics`` gathers exact ones)
 ANALYSIS_LIMIT = 1000
+#: seconds between the watcher's checks
+WATCH_INTERVAL = 5.0
 
 
 def refresh_statistics(engine: Engine) -> None:
@@ -53,7 +55,7 @@ class StatisticsWatcher:
     statistics changed than ``grow - 1`` times the rows they describe (at least
     ``min_rows``); new rows are counted by the growth of ``max(rid)``."""
 
-    def __init__(self, engine: Engine, *, interval: float = 5.0, grow: float = 1.25,
+    def __init__(self, engine: Engine, *, interval: float = WATCH_INTERVAL, grow: float = 1.25,
                  min_rows: int = 1000):
         self.engine = engine
         self.interval = interval
