@@ -290,3 +290,105 @@ def test_a_bundle_file_is_streamed_not_read_whole(tmp_path):
     assert n == 40_000
     assert size > 15 * 2**20
     assert peak < size / 20, (peak, size)
+
+
+def _patient_entries(n: int) -> list[dict]:
+    return [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+             "resource": {"resourceType": "Patient", "gender": "female",
+                          "name": [{"family": f"Brudd{i}"}]}} for i in range(n)]
+
+
+def test_a_bundle_broken_off_mid_file_loads_its_whole_entries_and_reports_the_break(
+        db, tenant, tmp_path):
+    """A transfer cut short: the entries before the break load, the break is one error
+    (file, entry, reason), and the complete file loaded later brings the rest without
+    duplicating what came first (ids are derived from file name and fullUrl)."""
+    entries = _patient_entries(50)
+    whole = orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    head = orjson.dumps({"resourceType": "Bundle", "type": "collection",
+                         "entry": entries[:30]})[:-2]  # without the closing "]}"
+    cut = orjson.dumps(entries[30])
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "whole").mkdir()
+    broken = tmp_path / "cut" / "overforing.json"
+    broken.write_bytes(head + b"," + cut[: len(cut) // 2])
+    (tmp_path / "whole" / "overforing.json").write_bytes(whole)
+
+    result = run_import(db, tenant, [broken], report_dir=tmp_path / "report")
+    assert result.exit_code == 1
+    assert (result.loaded, result.failed) == (30, 1)
+    assert counts(db, tenant) == {"Patient": 30}
+    (line,) = (tmp_path / "report" / "errors.ndjson").read_bytes().splitlines()
+    issue = orjson.loads(line)["issue"][0]
+    assert issue["location"] == [f"{broken.resolve()}:31"]
+    assert "Bundle.entry[30] or later is broken off" in issue["diagnostics"]
+    assert "\n" not in issue["diagnostics"]
+
+    again = run_import(db, tenant, [tmp_path / "whole"])
+    assert again.exit_code == 0 and again.loaded == 50
+    assert counts(db, tenant) == {"Patient": 50}
+
+
+def test_an_import_is_audited_batch_by_batch(db, tenant, tmp_path):
+    """Every stored resource is named by an AuditEvent committed with its batch (subtype
+    $import, C for created, U for updated), each patient finds the import in her audit
+    trail, and the hash chain holds."""
+    from fkj.security.audit import search_audit, verify_chain
+
+    expected = write_ndjson(tmp_path / "in", 12)
+    result = run_import(db, tenant, [tmp_path / "in"], batch_size=25)
+    assert result.exit_code == 0 and result.loaded == 120
+    events = [e for e in search_audit(db.engine, tenant, limit=1000)
+              if e["subtype"] == "$import"]
+    assert len(events) >= 120 // 25
+    named = _named_resources(events)
+    assert sorted(named) == sorted(_stored(db, tenant)) and len(named) == 120
+    assert {e["action"] for e in events} == {"C"}
+    assert all(e["agent"] == "fkj-import" for e in events), {e["agent"] for e in events}
+    patient = next(ref for ref in named if ref.startswith("Patient/"))
+    mine = search_audit(db.engine, tenant, patient=patient, limit=1000)
+    assert mine and all(e["subtype"] == "$import" for e in mine)
+    # the patient's encounters and observations name her too
+    assert any(ref.startswith("Observation/") for e in mine
+               for ref in _named_resources([e]))
+    assert verify_chain(db.engine, tenant).ok
+
+    write_ndjson(tmp_path / "again", 12)  # the same resources: updates
+    assert run_import(db, tenant, [tmp_path / "again"]).exit_code == 0
+    updates = [e for e in search_audit(db.engine, tenant, limit=1000)
+               if e["subtype"] == "$import" and e["action"] == "U"]
+    assert sorted(_named_resources(updates)) == sorted(_stored(db, tenant))
+    assert sum(expected.values()) == 120
+    assert verify_chain(db.engine, tenant).ok
+
+
+def test_an_import_batch_that_rolls_back_leaves_no_audit(db, tenant, tmp_path, monkeypatch):
+    from fkj.bulk import importer
+    from fkj.security.audit import search_audit
+
+    write_ndjson(tmp_path / "in", 3)
+
+    def fail(*_a, **_k):
+        raise importer.FatalImportError("the disk is full")
+
+    monkeypatch.setattr(importer.Importer, "_commit_progress", fail)
+    result = run_import(db, tenant, [tmp_path / "in"])
+    assert result.exit_code == 2 and "disk is full" in result.fatal
+    assert counts(db, tenant) == {}
+    assert [e for e in search_audit(db.engine, tenant) if e["subtype"] == "$import"] == []
+
+
+def _named_resources(events) -> list[str]:
+    out = []
+    for e in events:
+        for ent in e["event"].get("entity", []):
+            for d in ent.get("detail", []):
+                if d.get("type") == "ids":
+                    out += [f"{ent['name']}/{i}" for i in d["valueString"].split()]
+    return out
+
+
+def _stored(db, tenant) -> list[str]:
+    with scope(db.engine, tenant) as conn:
+        return [f"{r.type}/{r.id}" for r in conn.execute(
+            select(resource.c.type, resource.c.id).where(resource.c.tenant == tenant))]

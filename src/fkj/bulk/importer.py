@@ -209,7 +209,10 @@ def _bundle_items(src: Source, urn_lookup: Callable[[str], str | None] | None = 
                     _rewrite(item.resource, item.rtype, {}, urn_lookup)
                 yield item
     except (ijson.JSONError, OSError, EOFError, UnicodeDecodeError) as e:
-        yield Item(n + 1, error=f"the file is not valid JSON after entry {n}: {e}")
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]  # no caret drawing
+        yield Item(n + 1, error=f"the file is not valid JSON after entry {n} "
+                                f"(Bundle.entry[{n}] or later is broken off or malformed): "
+                                f"{reason}; the {n} entries before it were read")
 
 
 def _bundle_entry(src: Source, n: int, e) -> Item:
@@ -676,13 +679,15 @@ class Importer:
         repo = self.repo
         if self.dry_run:
             with scope(self.services.engine, self.tenant) as conn:
-                good = self._store_batch(conn, src, batch, errors, write=False)
+                good = len(self._store_batch(conn, src, batch, errors, write=False))
         else:
             with repo.transaction():
                 conn = repo._conn
                 if self._pg:
                     _pg_import_settings(conn, done)
-                good = self._store_batch(conn, src, batch, errors, write=True)
+                ops = self._store_batch(conn, src, batch, errors, write=True)
+                good = len(ops)
+                self._audit_batch(conn, src, ops, st.first_line, line)
                 self._commit_progress(conn, src, line, good, len(errors), done)
         # written after the commit: a crash in between loses report lines, never duplicates
         self.report.write(errors)
@@ -695,10 +700,25 @@ class Importer:
         st.line = line
         self.on_progress(lines)
 
+    def _audit_batch(self, conn, src: Source, ops: list, first: int, last: int) -> None:
+        """The batch's AuditEvents, in its transaction: a change that commits is audited,
+        one that rolls back leaves no record (``FKJ_AUDIT=0`` switches the audit log off, as
+        for the server)."""
+        from fkj.security.audit import append_in_transaction, import_batch_events
+        from fkj.security.audit.wiring import audit_enabled
+        if not ops or not audit_enabled():
+            return
+        created = [(f"{op.type}/{op.id}", op.content) for op in ops if op.action == "create"]
+        updated = [(f"{op.type}/{op.id}", op.content) for op in ops if op.action != "create"]
+        append_in_transaction(conn, self.tenant, import_batch_events(
+            self.repo.principal, created, updated,
+            f"fkj import {src.path.name} {'lines' if src.kind == 'ndjson' else 'entries'} "
+            f"{first}-{last}"))
+
     def _store_batch(self, conn, src: Source, batch: list, errors: list[ImportError_], *,
-                     write: bool) -> int:
-        """Check what needs the database and (if ``write``) store the good ones: their
-        number."""
+                     write: bool) -> list:
+        """Check what needs the database and (if ``write``) store the good ones: the
+        writes (:class:`Write`)."""
         from fkj.store import resources as sql
 
         hooks = self.services.hooks.authorize
@@ -730,7 +750,7 @@ class Importer:
                     f"{op.type}/{op.id} was changed by another writer during the import")
             write_rows(conn, self.tenant, self.repo.principal.display, ops,
                        {k: v[1] for k, v in current.items()}, conflict)
-        return len(ops)
+        return ops
 
     def _currents(self, conn, batch: list) -> dict[tuple[str, str], tuple[int, int]]:
         by_type: dict[str, list[str]] = {}
@@ -780,6 +800,8 @@ class _BatchState:
         self.errors: list[ImportError_] = []
         if src is not None:
             self.line = src.line
+        #: the first line (NDJSON) or entry (Bundle) of the batch
+        self.first_line = getattr(self, "line", 0) + 1
 
 
 def default_workers() -> int:

@@ -62,17 +62,50 @@ def record_export_page(services, tenant: str, principal, job: str | None,
     if writer is None or not rows:
         return
     from fkj.security.audit.wiring import _add_compact_entities
-    patients: list[str] = []
-    for ref, content in rows:
-        if ref.startswith("Patient/"):
-            patients.append(ref)
-        else:  # every Patient the resource refers to (a scan of the text, no JSON parsing)
-            patients.extend(f"Patient/{m}" for m in _PATIENT_REF.findall(content))
     event = build_audit_event(principal, action="R", subtype="$export", resources=[],
-                              patients=list(dict.fromkeys(patients)), outcome="0",
+                              patients=_patients_in(rows), outcome="0",
                               description=f"bulk export job {job}" if job else "fkj export")
     _add_compact_entities(event, [ref for ref, _ in rows])
     writer.record(tenant, [event])
 
 
-__all__ += ["record_access", "record_export_page"]
+def _patients_in(rows) -> list[str]:
+    """Every Patient of ``rows`` ((``Type/id``, JSON text or bytes)): the Patients themselves
+    and every Patient a resource refers to (a scan of the text, no JSON parsing)."""
+    patients: list[str] = []
+    for ref, content in rows:
+        if ref.startswith("Patient/"):
+            patients.append(ref)
+        else:
+            if isinstance(content, bytes):
+                found = (m.decode() for m in _PATIENT_REF_BYTES.findall(content))
+            else:
+                found = _PATIENT_REF.findall(content)
+            patients.extend(f"Patient/{m}" for m in found)
+    return list(dict.fromkeys(patients))
+
+
+_PATIENT_REF_BYTES = __import__("re").compile(_PATIENT_REF.pattern.encode())
+
+
+def import_batch_events(principal, created: list[tuple[str, object]],
+                        updated: list[tuple[str, object]], description: str) -> list[dict]:
+    """The AuditEvents of one committed batch of a bulk import (``fkj import``): one for the
+    created resources (action C) and one for the updated (action U), subtype ``$import``,
+    resources listed compactly, every patient they belong to named — so the import appears in
+    each patient's "who has accessed my information". Appended in the batch's own
+    transaction (:func:`append_in_transaction`): the batch and its audit commit together."""
+    from fkj.security.audit.wiring import _add_compact_entities
+    events = []
+    for action, rows in (("C", created), ("U", updated)):
+        if not rows:
+            continue
+        event = build_audit_event(principal, action=action, subtype="$import", resources=[],
+                                  patients=_patients_in(rows), outcome="0",
+                                  description=description)
+        _add_compact_entities(event, [ref for ref, _ in rows])
+        events.append(event)
+    return events
+
+
+__all__ += ["import_batch_events", "record_access", "record_export_page"]
