@@ -123,7 +123,7 @@ class WorkState:
     # -------------------------------------------------------------- the work
     def scan(self, src_name: str, lines: list[tuple[int, bytes]]) -> list:
         """(rtype, rid) of each line (None for a line that is not a resource)."""
-        from fkj.bulk.importer import _parse_line_name
+        from fkj.bulk.reader import _parse_line_name
         out = []
         for n, raw in lines:
             item = _parse_line_name(src_name, n, raw)
@@ -133,7 +133,7 @@ class WorkState:
     def prepare(self, src_name: str, entries: list, ts: int) -> list:
         """Results (see the module docstring) for ``entries``: ``(line, raw bytes)`` of NDJSON
         lines or parsed Items (Bundle entries, already rewritten)."""
-        from fkj.bulk.importer import Item, _parse_line_name, _rewrite
+        from fkj.bulk.reader import Item, _parse_line_name, _rewrite
 
         repo = self.repo
         pg = self.pg
