@@ -392,3 +392,57 @@ def _stored(db, tenant) -> list[str]:
     with scope(db.engine, tenant) as conn:
         return [f"{r.type}/{r.id}" for r in conn.execute(
             select(resource.c.type, resource.c.id).where(resource.c.tenant == tenant))]
+
+
+def test_two_writers_commit_in_file_order_and_stop_after_a_failed_batch(
+        db, tenant, tmp_path, monkeypatch):
+    """With two writer connections a batch commits only after the one before it: when the
+    third batch of a file fails, the batches after it roll back, the committed line of each
+    file covers exactly what is stored, and a rerun loads the rest exactly once."""
+    from fkj.bulk import importer
+
+    expected = write_ndjson(tmp_path / "in", 40)
+    original = importer.Importer._audit_batch
+
+    def failing(self, conn, src, ops, first, last):
+        if first > 100:
+            raise importer.FatalImportError("the disk is full")
+        return original(self, conn, src, ops, first, last)
+
+    monkeypatch.setattr(importer.Importer, "_audit_batch", failing)
+    result = run_import(db, tenant, [tmp_path / "in"], batch_size=50, writers=2)
+    assert result.exit_code == 2 and "disk is full" in result.fatal
+    stored = sum(counts(db, tenant).values())
+    assert stored == _committed(db, tenant) == result.loaded
+    assert 100 <= stored < sum(expected.values())
+    with scope(db.engine, tenant) as conn:
+        lines = {r.path.rsplit("/", 1)[-1]: (r.line, r.loaded) for r in conn.execute(
+            select(bulk_import_file.c.path, bulk_import_file.c.line,
+                   bulk_import_file.c.loaded).where(bulk_import_file.c.tenant == tenant))}
+    # the file that failed stopped at the end of its second batch; one line per resource
+    assert 100 in [line for line, _ in lines.values()]
+    assert all(line == loaded <= 100 for line, loaded in lines.values()), lines
+
+    monkeypatch.undo()
+    again = run_import(db, tenant, [tmp_path / "in"], batch_size=50, writers=2)
+    assert again.exit_code == 0, again.summary()
+    assert counts(db, tenant) == expected
+    assert counts(db, tenant, resource_version) == expected
+    assert event_count(db, tenant) == sum(expected.values())
+
+
+def test_two_writers_and_the_same_resource_in_consecutive_batches(db, tenant, tmp_path):
+    """A resource in two batches that would be in flight together: the second waits for the
+    first, so it is an update of version 1, not a second create."""
+    f = tmp_path / "dup.ndjson"
+    lines = [orjson.dumps({"resourceType": "Patient", "id": "dup", "gender": "male"})]
+    lines += [orjson.dumps({"resourceType": "Patient", "id": f"p{i}"}) for i in range(80)]
+    lines += [orjson.dumps({"resourceType": "Patient", "id": "dup", "gender": "female"})]
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    result = run_import(db, tenant, [f], batch_size=30, writers=2)
+    assert result.exit_code == 0 and result.loaded == 82, result.summary()
+    with scope(db.engine, tenant) as conn:
+        row = conn.execute(select(resource.c.version, resource.c.content).where(
+            resource.c.tenant == tenant, resource.c.id == "dup")).one()
+    assert row.version == 2 and '"female"' in row.content
+    assert counts(db, tenant) == {"Patient": 81}

@@ -44,8 +44,12 @@ class Write:
 
 
 def write(conn: Connection, tenant: str, actor: str, ops: list[Write], cur_versions: dict,
-          on_conflict) -> None:
-    """Store ``ops`` (updates first check the stored version: ``on_conflict(op)`` raises)."""
+          on_conflict, turn=None) -> None:
+    """Store ``ops`` (updates first check the stored version: ``on_conflict(op)`` raises).
+
+    ``turn()`` (if given) is called after the resource and index rows and before the
+    tenant's event sequence is taken: the sequence, versions and events follow the
+    transaction before (see :class:`fkj.bulk.importer._Pipeline`)."""
     if not ops:
         return
     pg = conn.dialect.name == "postgresql"
@@ -61,15 +65,18 @@ def write(conn: Connection, tenant: str, actor: str, ops: list[Write], cur_versi
     new = [op for op in ops if op.rid is None]
     for op, rid in zip(new, bulk.allocate_rids(conn, len(new))):
         op.rid = rid
+    turn = turn or (lambda: None)
     if pg:
-        _write_pg(conn, tenant, actor, ops, new)
+        _write_pg(conn, tenant, actor, ops, new, turn)
     else:
-        _write_sqlite(conn, tenant, actor, ops, new)
+        _write_sqlite(conn, tenant, actor, ops, new, turn)
 
 
-def _write_sqlite(conn, t: str, actor: str, ops: list[Write], new: list[Write]) -> None:
+def _write_sqlite(conn, t: str, actor: str, ops: list[Write], new: list[Write],
+                  turn) -> None:
     bulk.insert_rows(conn, resource, RESOURCE_COLUMNS, [
         (op.rid, t, op.type, op.id, op.version, op.ts, False, op.content) for op in new])
+    turn()
     first = sql.allocate_seq(conn, t, len(ops))
     actor = actor[:200]
     versions, events = [], []
@@ -92,7 +99,7 @@ def _write_sqlite(conn, t: str, actor: str, ops: list[Write], new: list[Write]) 
     bulk.insert_rows(conn, event_log, EVENT_COLUMNS, events)
 
 
-def _write_pg(conn, t: str, actor: str, ops: list[Write], new: list[Write]) -> None:
+def _write_pg(conn, t: str, actor: str, ops: list[Write], new: list[Write], turn) -> None:
     # the temporary tables empty at commit (ON COMMIT DELETE ROWS); a second write in the
     # same transaction empties them first
     tx = conn.get_transaction()
@@ -111,10 +118,22 @@ def _write_pg(conn, t: str, actor: str, ops: list[Write], new: list[Write]) -> N
             b"%d\t%s\t%s\t%s\t%d\t%d\tf\t%s\n" % (op.rid, tb, _esc(op.type).encode(),
                                                  _esc(op.id).encode(), op.version, op.ts,
                                                  op.content) for op in new]))
+    # the index rows (the bulk of the work) before the sequence: they need no turn
+    sql.replace_index(conn, t, [op.rid for op in ops if op.action != "create"], {})
+    index: dict[str, list[bytes]] = {}
+    for op in ops:
+        rid = b"%d" % op.rid
+        for table, data in op.index.items():
+            lst = index.get(table)
+            if lst is None:
+                lst = index[table] = []
+            lst.append(data.replace(RID, rid))
+    for name, parts in index.items():
+        _copy(conn, INDEX_TABLES[name].name, INDEX_COLUMNS[name], b"".join(parts))
+    turn()
     first = sql.allocate_seq(conn, t, len(ops))
     actor_b = _esc(actor[:200]).encode()
     versions, events = [], []
-    index: dict[str, list[bytes]] = {}
     for n, op in enumerate(ops):
         seq = first + n
         ty, i = _esc(op.type).encode(), _esc(op.id).encode()
@@ -122,17 +141,7 @@ def _write_pg(conn, t: str, actor: str, ops: list[Write], new: list[Write]) -> N
             tb, ty, i, op.version, seq, op.ts, op.content))
         events.append(b"%s\t%d\t%s\t%s\t%d\t%s\t%d\t%s\n" % (
             tb, seq, ty, i, op.version, op.action.encode(), op.ts, actor_b))
-        rid = b"%d" % op.rid
-        for table, data in op.index.items():
-            lst = index.get(table)
-            if lst is None:
-                lst = index[table] = []
-            lst.append(data.replace(RID, rid))
     _copy(conn, resource_version.name, VERSION_COLUMNS, b"".join(versions))
-    clear = [op.rid for op in ops if op.action != "create"]
-    sql.replace_index(conn, t, clear, {})
-    for name, parts in index.items():
-        _copy(conn, INDEX_TABLES[name].name, INDEX_COLUMNS[name], b"".join(parts))
     _copy(conn, event_log.name, EVENT_COLUMNS, b"".join(events))
 
 

@@ -153,7 +153,8 @@ class Importer:
                  dry_run: bool = False, report_dir: Path | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  on_total: Callable[[int], None] | None = None,
-                 subject: str = "fkj-import", registry=None, workers: int | None = None):
+                 subject: str = "fkj-import", registry=None, workers: int | None = None,
+                 writers: int | None = None):
         from fkj.repository.repository import Repository
         from fkj.repository.services import Services
         from fkj.search.registry import default_registry
@@ -173,6 +174,9 @@ class Importer:
         self.workers = default_workers() if workers is None else workers
         self._pool = None
         self._state: WorkState | None = None
+        #: database connections storing batches at once (PostgreSQL; see _Pipeline)
+        self.writers = writers
+        self._pipeline: _Pipeline | None = None
         self._pg = False
 
     # -------------------------------------------------------------- entry
@@ -197,7 +201,10 @@ class Importer:
                 else:
                     self._state = WorkState(self.repo, self.tenant, ids.path, self._pg)
             self.on_total(total)
+            self._pipeline = _Pipeline(self, default_writers(self._pg) if self.writers is None
+                                       else self.writers)
             self._load(result.files, ids, result)
+            self._pipeline.drain(result)
         except FatalImportError as e:
             result.fatal = str(e)
         except FhirError as e:
@@ -207,6 +214,9 @@ class Importer:
         except Exception as e:  # noqa: BLE001 - database down, etc.: report, exit 2
             result.fatal = f"{type(e).__name__}: {e}"
         finally:
+            if self._pipeline is not None:  # batches committed meanwhile still count
+                self._pipeline.close(result)
+                self._pipeline = None
             if self._pool is not None:
                 self._pool.terminate()
                 self._pool = None
@@ -252,11 +262,13 @@ class Importer:
                 else:
                     s.line, s.loaded, s.failed, s.done = r.line, r.loaded, r.failed, r.done
 
-    def _commit_progress(self, conn, src: Source, line: int, loaded: int, failed: int,
-                         done: bool) -> None:
+    def _commit_progress(self, conn, src: Source, after: int, line: int, loaded: int,
+                         failed: int, done: bool) -> None:
+        """The file's committed line moves from ``after`` to ``line``, in the batch's
+        transaction."""
         t = bulk_import_file.c
         res = conn.execute(update(bulk_import_file).where(
-            t.tenant == self.tenant, t.file_key == src.key, t.line == src.line).values(
+            t.tenant == self.tenant, t.file_key == src.key, t.line == after).values(
             line=line, loaded=t.loaded + loaded, failed=t.failed + failed, done=done,
             updated=now_us()))
         if res.rowcount != 1:
@@ -377,7 +389,7 @@ class Importer:
         if not isinstance(res, list):
             res = res.get()
         if st.src is not src:
-            st.reset(src)
+            st.reset(src, src.line)
         size = self.batch_size
         for r in res:
             result.read += 1
@@ -397,35 +409,45 @@ class Importer:
 
     def _commit(self, src: Source, st: "_BatchState", result: ImportResult,
                 done: bool = False) -> None:
+        """Hand the gathered batch to the pipeline (which stores it now or on a writer
+        connection) and start the next one."""
         if st.src is not src:
-            st.reset(src)
-        batch, errors, line = st.batch, st.errors, st.line
-        if not batch and not errors and not done:
+            st.reset(src, src.line)
+        if not st.batch and not st.errors and not done:
             return
-        lines = len(batch) + len(errors)
-        repo = self.repo
+        batch = _Batch(src, st.batch, st.errors, st.keys, st.first_line, st.line, done)
+        st.reset(src, st.line)
+        self._pipeline.put(batch, result)
+
+    def _store(self, b: "_Batch", repo, turn: Callable[[], None]) -> int:
+        """Store one batch in one transaction (its rows, audit and progress); returns the
+        number stored. ``turn()`` returns when the batch before it has committed (raises if
+        that one failed): called before the first step that must follow it."""
         if self.dry_run:
             with scope(self.services.engine, self.tenant) as conn:
-                good = len(self._store_batch(conn, src, batch, errors, write=False))
-        else:
-            with repo.transaction():
-                conn = repo._conn
-                if self._pg:
-                    _pg_import_settings(conn, done)
-                ops = self._store_batch(conn, src, batch, errors, write=True)
-                good = len(ops)
-                self._audit_batch(conn, src, ops, st.first_line, line)
-                self._commit_progress(conn, src, line, good, len(errors), done)
+                return len(self._store_batch(conn, repo, b.src, b.rows, b.errors, write=False))
+        with repo.transaction():
+            conn = repo._conn
+            if self._pg:
+                _pg_import_settings(conn, b.done)
+            ops = self._store_batch(conn, repo, b.src, b.rows, b.errors, write=True, turn=turn)
+            turn()
+            self._audit_batch(conn, b.src, ops, b.first, b.line)
+            self._commit_progress(conn, b.src, b.after, b.line, len(ops), len(b.errors),
+                                  b.done)
+        return len(ops)
+
+    def _finish(self, b: "_Batch", good: int, result: ImportResult) -> None:
+        """After a batch committed (in order): the report, the counts, the progress bar."""
         # written after the commit: a crash in between loses report lines, never duplicates
-        self.report.write(errors)
-        src.line, src.done = line, done
+        self.report.write(b.errors)
+        src = b.src
+        src.line, src.done = b.line, b.done
         src.loaded += good
-        src.failed += len(errors)
+        src.failed += len(b.errors)
         result.loaded += good
-        result.failed += len(errors)
-        st.reset(src)
-        st.line = line
-        self.on_progress(lines)
+        result.failed += len(b.errors)
+        self.on_progress(len(b.rows) + len(b.errors))
 
     def _audit_batch(self, conn, src: Source, ops: list, first: int, last: int) -> None:
         """The batch's AuditEvents, in its transaction: a change that commits is audited,
@@ -442,8 +464,8 @@ class Importer:
             f"fkj import {src.path.name} {'lines' if src.kind == 'ndjson' else 'entries'} "
             f"{first}-{last}"))
 
-    def _store_batch(self, conn, src: Source, batch: list, errors: list[ImportError_], *,
-                     write: bool) -> list:
+    def _store_batch(self, conn, repo, src: Source, batch: list, errors: list[ImportError_],
+                     *, write: bool, turn: Callable[[], None] | None = None) -> list:
         """Check what needs the database and (if ``write``) store the good ones: the
         writes (:class:`Write`)."""
         from fkj.store import resources as sql
@@ -454,7 +476,7 @@ class Importer:
                 content = r[5]
                 if isinstance(content, bytes):
                     content = content.replace(b"\\\\", b"\\")
-                self.repo.authorize("update", r[2], orjson.loads(content))
+                repo.authorize("update", r[2], orjson.loads(content))
         current = self._currents(conn, batch)
         unknown = {(t, i) for r in batch for _, t, i in r[6]}
         if unknown:
@@ -475,8 +497,8 @@ class Importer:
             def conflict(op):
                 raise FatalImportError(
                     f"{op.type}/{op.id} was changed by another writer during the import")
-            write_rows(conn, self.tenant, self.repo.principal.display, ops,
-                       {k: v[1] for k, v in current.items()}, conflict)
+            write_rows(conn, self.tenant, repo.principal.display, ops,
+                       {k: v[1] for k, v in current.items()}, conflict, turn)
         return ops
 
     def _currents(self, conn, batch: list) -> dict[tuple[str, str], tuple[int, int]]:
@@ -518,17 +540,120 @@ class _BatchState:
 
     def __init__(self):
         self.src: Source | None = None
-        self.reset(None)
+        self.reset(None, 0)
 
-    def reset(self, src: Source | None) -> None:
+    def reset(self, src: Source | None, line: int) -> None:
+        """Start a batch of ``src`` after its line ``line``."""
         self.src = src
         self.batch: list = []
         self.keys: set[tuple[str, str]] = set()
         self.errors: list[ImportError_] = []
-        if src is not None:
-            self.line = src.line
+        self.line = line
         #: the first line (NDJSON) or entry (Bundle) of the batch
-        self.first_line = getattr(self, "line", 0) + 1
+        self.first_line = line + 1
+
+
+@dataclass(eq=False)
+class _Batch:
+    """A batch handed to the pipeline: ``after`` is the file's committed line it continues
+    from (set by the pipeline), ``line`` the last line it holds."""
+
+    src: Source
+    rows: list
+    errors: list[ImportError_]
+    keys: set[tuple[str, str]]
+    first: int
+    line: int
+    done: bool
+    after: int = 0
+    future: Any = None
+
+
+class _Pipeline:
+    """Batches stored by up to ``writers`` database connections at once, committed in order.
+
+    On PostgreSQL one import backend is CPU-bound (B-tree inserts of the index rows); with two
+    connections the second batch's resource and index rows go in while the first one commits.
+    The order of commits stays the file order, which resumption relies on: a batch takes the
+    tenant's event sequence, appends its audit and moves the file's committed line only after
+    the batch before it committed (``turn``), and rolls back if that one failed. A batch that
+    shares a resource with one in flight waits until that one is done (its stored version is
+    needed). On SQLite, which has one writer anyway, and with ``writers == 1``: each batch in
+    turn, in this thread (two SQLite writers would deadlock: the second holds the write lock
+    from BEGIN IMMEDIATE while it waits for its turn)."""
+
+    def __init__(self, importer: "Importer", writers: int):
+        import threading
+        self.importer = importer
+        self.writers = max(1, writers) if importer._pg else 1
+        self.inflight: deque[_Batch] = deque()
+        self.sent: dict[str, int] = {}  # file key → last line handed to a writer
+        self.executor = None
+        self._local = threading.local()
+        if self.writers > 1 and not importer.dry_run:
+            from concurrent.futures import ThreadPoolExecutor
+            self.executor = ThreadPoolExecutor(self.writers, thread_name_prefix="fkj-import")
+
+    def put(self, b: _Batch, result: ImportResult) -> None:
+        b.after = self.sent.get(b.src.key, b.src.line)
+        self.sent[b.src.key] = b.line
+        imp = self.importer
+        if self.executor is None:
+            imp._finish(b, imp._store(b, imp.repo, lambda: None), result)
+            return
+        if any(b.keys & f.keys for f in self.inflight):
+            self.drain(result)
+        while len(self.inflight) >= self.writers:
+            self._finish_oldest(result)
+        prev = self.inflight[-1].future if self.inflight else None
+        b.future = self.executor.submit(self._run, b, prev)
+        self.inflight.append(b)
+
+    def _run(self, b: _Batch, prev) -> int:
+        def turn() -> None:
+            if prev is not None:
+                prev.result()  # an earlier batch failed: this one rolls back too
+        return self.importer._store(b, self._repo(), turn)
+
+    def _repo(self):
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            from fkj.repository.repository import Repository
+            imp = self.importer
+            repo = self._local.repo = Repository(imp.services, imp.repo.principal, imp.tenant)
+        return repo
+
+    def _finish_oldest(self, result: ImportResult) -> None:
+        b = self.inflight.popleft()
+        self.importer._finish(b, b.future.result(), result)
+
+    def drain(self, result: ImportResult) -> None:
+        while self.inflight:
+            self._finish_oldest(result)
+
+    def close(self, result: ImportResult) -> None:
+        """At the end, also after a failure: count what committed, wait for the rest."""
+        try:
+            while self.inflight:
+                b = self.inflight[0]
+                try:
+                    good = b.future.result()
+                except Exception:  # noqa: BLE001 - already reported (or this run failed)
+                    break
+                self.inflight.popleft()
+                self.importer._finish(b, good, result)
+        finally:
+            self.inflight.clear()
+            if self.executor is not None:
+                self.executor.shutdown(wait=True)
+
+
+def default_writers(pg: bool) -> int:
+    """Writer connections of an import: 2 on PostgreSQL (``FKJ_IMPORT_WRITERS``), 1 on
+    SQLite."""
+    if not pg:
+        return 1
+    return max(1, int(os.environ.get("FKJ_IMPORT_WRITERS", "2")))
 
 
 def default_workers() -> int:
