@@ -27,3 +27,23 @@ def test_postgresql_connections_run_without_jit(db):
                 assert "JIT" not in plan[0]
         finally:
             engine.dispose()
+
+
+def test_a_transaction_without_flush_and_the_next_one_with(db):
+    """``scope(flush=False)`` commits without waiting for the disk (an import batch); the
+    pooled connection's next transaction flushes again."""
+    from fkj.store.backend import scope
+
+    engine = make_engine(db.url, pool_size=1)
+    sqlite = engine.dialect.name == "sqlite"
+    show = text("PRAGMA synchronous") if sqlite else text("SHOW synchronous_commit")
+    # SQLite: 1 = NORMAL (no fsync at commit in WAL mode), 2 = FULL
+    off, on = (1, 2) if sqlite else ("off", "on")
+    try:
+        for _ in range(2):
+            with scope(engine, "0000", write=True, flush=False) as conn:
+                assert conn.execute(show).scalar() == off
+            with scope(engine, "0000", write=True) as conn:
+                assert conn.execute(show).scalar() == on
+    finally:
+        engine.dispose()

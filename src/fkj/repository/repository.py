@@ -86,12 +86,13 @@ class Repository:
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
-    def transaction(self) -> Iterator["Repository"]:
-        """All operations inside run in one database transaction (all-or-nothing)."""
+    def transaction(self, *, flush: bool = True) -> Iterator["Repository"]:
+        """All operations inside run in one database transaction (all-or-nothing);
+        ``flush=False``: see :func:`fkj.store.backend.scope`."""
         if self._uow is not None:
             yield self
             return
-        with scope(self.services.engine, self.tenant, write=True) as conn:
+        with scope(self.services.engine, self.tenant, write=True, flush=flush) as conn:
             self._conn = conn
             self._uow = UnitOfWork(conn, self.tenant, self.principal.display)
             try:

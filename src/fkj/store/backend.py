@@ -61,14 +61,26 @@ def point_read(engine: Engine, tenant: str) -> Iterator[Connection]:
 
 
 @contextmanager
-def scope(engine: Engine, tenant: str, *, write: bool = False) -> Iterator[Connection]:
+def scope(engine: Engine, tenant: str, *, write: bool = False,
+          flush: bool = True) -> Iterator[Connection]:
+    """A transaction of ``tenant`` (row-level security on PostgreSQL).
+
+    ``flush=False``: its commit does not wait for the disk (PostgreSQL
+    ``synchronous_commit = off``, SQLite ``synchronous = NORMAL`` in WAL mode). It is
+    committed and survives a crash of the process, but an operating-system crash or power
+    loss may undo it — for work that is redone when lost (an import batch, whose progress
+    row commits with it). The next flushing commit makes every earlier one durable."""
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             conn.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
+            if not flush:
+                conn.info["synchronous"] = "NORMAL"
         with conn.begin():
             if not sqlite:
                 conn.execute(_SET_TENANT, {"t": tenant})
+                if not flush:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield conn
 
 

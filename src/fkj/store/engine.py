@@ -47,6 +47,12 @@ def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10,
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
             mode = conn.info.pop("begin_mode", "DEFERRED")
+            # a transaction may ask for NORMAL (no fsync at its commit; see
+            # fkj.store.backend.scope); the level can change only outside a transaction
+            level = conn.info.pop("synchronous", synchronous)
+            if conn.info.get("synchronous_now", synchronous) != level:
+                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                conn.info["synchronous_now"] = level
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
