@@ -38,8 +38,9 @@ rows de-duplicated, each row starting with the parameter code):
   components' rows, each ``ci`` being the component's row *without* its param code (e.g. a
   token component is ``(system, code, text)``, a quantity one ``(system, code, low, high)``).
 
-Resource-level: ``_id`` token, ``_lastUpdated`` date, ``_tag``/``_security`` token,
-``_profile`` uri row **and** reference row (url), ``_source`` uri.
+Resource-level: ``_tag``/``_security`` token, ``_profile`` uri row **and** reference row
+(url), ``_source`` uri. ``_id`` and ``_lastUpdated`` have no rows: they are the resource
+table's own columns (:data:`COLUMN_PARAMS`).
 
 Structure: :func:`values` gives the raw FHIR element values for one parameter (what a
 FHIRPath engine would return; tested against fhirpathpy), the ``_rows`` builders normalise them.
@@ -103,6 +104,11 @@ def compile_param(param: SearchParam, resource_type: str,
             comps.append(per_ctx)
     return CompiledParam(param, parts, comps)
 
+
+#: parameters searched and sorted on the resource table's own columns (``resource.id``,
+#: ``resource.last_updated``, see fkj.search.engine): no index rows — they were two of a
+#: resource's ~24 rows, written on every change and never read
+COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 # plan entry: (code, fn, builder, table); plans index entries by the resource key they need
 Entry = tuple[str, Callable, Callable, str]
@@ -185,7 +191,7 @@ def plan_for(resource_type: str, registry: Registry) -> Plan:
     plan = Plan({}, [], {}, [])
     kinds = C.kinds()
     for code, param in registry.for_type(resource_type).items():
-        if param.type == "special":
+        if param.type == "special" or code in COLUMN_PARAMS:
             continue
         cp = compile_param(param, resource_type, registry)
         if cp is None:
