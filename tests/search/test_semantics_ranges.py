@@ -189,6 +189,18 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
         (f"component-code-value-quantity={LOINC}|8462-4$gt100", set()),  # same component
         (f"component-code-value-quantity={LOINC}|8462-4$lt90", {"q5"}),
         ("combo-code-value-quantity=8480-6$ge120", {"q1", "q5"}),
+        # combo-* are the union of the resource's and its components' values (no own rows)
+        (f"combo-code={LOINC}|8462-4", {"q5"}),
+        ("combo-code=8480-6", {"q1", "q2", "q5"}),
+        ("combo-code=85354-9", {"q5"}),
+        (f"combo-code:not={LOINC}|8480-6", {"q3", "q4"}),
+        ("combo-code:missing=true", set()),
+        ("combo-value-quantity=85", {"q5"}),
+        ("combo-value-quantity=gt125", {"q5"}),
+        (f"combo-value-quantity=5.4|{UCUM}|mmol/L", {"q3"}),
+        ("combo-value-quantity:missing=true", set()),
+        ("combo-code-value-quantity=8462-4$85", {"q5"}),
+        ("combo-code-value-quantity=8462-4$130", set()),  # the same component only
         ("code-value-quantity:missing=true", {"q5"}),
         ("component-code-value-quantity:missing=false", {"q5"}),
         # token :in / :not-in against ValueSets stored in the tenant
@@ -205,6 +217,11 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
         # token :text and :not on CodeableConcept
         (f"code:not={LOINC}|8480-6", {"q3", "q4", "q5"}),
     ])
+    # sorting by a combo parameter: the smallest of the resource's and its components' codes
+    r = search(client, "Observation", "_sort=combo-code&_count=10")
+    assert r.status_code == 200, r.text
+    ids = [e["resource"]["id"] for e in r.json()["entry"]]
+    assert ids[:3] == ["q3", "q4", "q5"] and set(ids[3:]) == {"q1", "q2"}, ids
     for query, expr in [("code-value-quantity=8480-6", "code-value-quantity"),
                         ("code-value-quantity=8480-6$abc", "code-value-quantity"),
                         ("value-quantity=gtabc", "value-quantity"),

@@ -27,6 +27,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from fkj.errors import InvalidSearch
+from fkj.search.extract import stored_params
 from fkj.search.params import date as date_p
 from fkj.search.params import number as number_p
 from fkj.search.params import reference as reference_p
@@ -573,7 +574,7 @@ class _Builder:
         ``correlated``, ``EXISTS (SELECT 1 … WHERE idx.rid = r.rid …)`` (a per-row check).
         Both mean the same; only the plan differs."""
         idx = table.alias()
-        conds = [idx.c.param == code, *([idx.c.type == rtype] if rtype else [])]
+        conds = [self._param_is(idx, rtype, code), *([idx.c.type == rtype] if rtype else [])]
         if not correlated and r is self.top and self.rid_floor is not None:
             conds.append(idx.c.rid > self.rid_floor)
         if not correlated and r is self.top:
@@ -594,6 +595,11 @@ class _Builder:
                                   *conds, build(idx))
         return self.rid_in(r, select(idx.c.rid).where(idx.c.tenant == self.tenant, *conds,
                                                        build(idx)))
+
+    def _param_is(self, idx, rtype, code: str):
+        """``idx.param`` names ``code``'s rows (both parameters of a ``combo-*`` one)."""
+        stored = stored_params(self.param(rtype, code), code) if rtype else (code,)
+        return idx.c.param == stored[0] if len(stored) == 1 else idx.c.param.in_(stored)
 
     def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name,
                          bounded: bool = False):
@@ -802,7 +808,8 @@ class _Builder:
         idx = INDEX_TABLES[p.type].alias()
         col = idx.c[{"string": "norm", "token": "code", "reference": "target_id",
                      "date": "low", "number": "low", "quantity": "low", "uri": "uri"}[p.type]]
-        return (select(func.min(col)).where(idx.c.rid == r.c.rid, idx.c.param == p.code)
+        return (select(func.min(col)).where(idx.c.rid == r.c.rid,
+                                            self._param_is(idx, rtype, p.code))
                 .scalar_subquery())
 
     # ------------------------------------------------------------------------ includes

@@ -110,6 +110,28 @@ def compile_param(param: SearchParam, resource_type: str,
 #: resource's ~24 rows, written on every change and never read
 COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
 
+#: R4's ``combo-*`` parameters of Observation are unions of two others (``combo-code`` is
+#: ``Observation.code | Observation.component.code``): they get no rows of their own and are
+#: searched as either (:func:`stored_params`) — a third of an Observation's index rows
+UNION_PARAMS = {
+    "combo-code": ("code", "component-code"),
+    "combo-code-value-concept": ("code-value-concept", "component-code-value-concept"),
+    "combo-code-value-quantity": ("code-value-quantity", "component-code-value-quantity"),
+    "combo-data-absent-reason": ("data-absent-reason", "component-data-absent-reason"),
+    "combo-value-concept": ("value-concept", "component-value-concept"),
+    "combo-value-quantity": ("value-quantity", "component-value-quantity"),
+}
+_R4 = "http://hl7.org/fhir/SearchParameter/Observation-"
+
+
+def stored_params(param: SearchParam | None, code: str) -> tuple[str, ...]:
+    """The parameter codes whose rows answer a search on ``code``: the code itself, or for
+    the official ``combo-*`` definitions of Observation the two they unite."""
+    if code in UNION_PARAMS and param is not None and param.url == _R4 + code:
+        return UNION_PARAMS[code]
+    return (code,)
+
+
 # plan entry: (code, fn, builder, table); plans index entries by the resource key they need
 Entry = tuple[str, Callable, Callable, str]
 
@@ -191,7 +213,8 @@ def plan_for(resource_type: str, registry: Registry) -> Plan:
     plan = Plan({}, [], {}, [])
     kinds = C.kinds()
     for code, param in registry.for_type(resource_type).items():
-        if param.type == "special" or code in COLUMN_PARAMS:
+        if param.type == "special" or code in COLUMN_PARAMS \
+                or stored_params(param, code) != (code,):
             continue
         cp = compile_param(param, resource_type, registry)
         if cp is None:
