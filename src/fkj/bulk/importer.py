@@ -34,9 +34,28 @@ from fkj.bulk._pipeline import ERR, WorkState, init_worker, work_prepare, work_s
 from fkj.bulk._writer import Write
 from fkj.bulk._writer import write as write_rows
 from fkj.bulk.reader import (  # noqa: F401 - the reader's names, as before
-    BUNDLE_TYPES, HEAD_BYTES, ID_NAMESPACE, JSON_SUFFIXES, NDJSON_SUFFIXES, FatalImportError,
-    IdSet, Item, Source, _bundle_entry, _bundle_head, _bundle_items, _line_id, _line_id_name,
-    _ndjson_lines, _open, _parse_line, _parse_line_name, _rewrite, discover, items)
+    BUNDLE_TYPES,
+    HEAD_BYTES,
+    ID_NAMESPACE,
+    JSON_SUFFIXES,
+    NDJSON_SUFFIXES,
+    FatalImportError,
+    IdSet,
+    Item,
+    Source,
+    _bundle_entry,
+    _bundle_head,
+    _bundle_items,
+    _line_id,
+    _line_id_name,
+    _ndjson_lines,
+    _open,
+    _parse_line,
+    _parse_line_name,
+    _rewrite,
+    discover,
+    items,
+)
 from fkj.bulk.tables import bulk_import_file
 from fkj.errors import FhirError
 from fkj.store.backend import now_us, scope
