@@ -276,7 +276,7 @@ def test_a_bundle_file_is_streamed_not_read_whole(tmp_path):
     fraction of the file — parsed whole, the file would take several times its size."""
     import tracemalloc
 
-    from fkj.bulk.importer import discover, items
+    from fkj.bulk.reader import discover, items
 
     path = tmp_path / "big.json"
     size = _bundle_file(path, 10_000)

@@ -33,26 +33,12 @@ from sqlalchemy import and_, insert, select, update
 from fkj.bulk._pipeline import ERR, WorkState, init_worker, work_prepare, work_scan
 from fkj.bulk._writer import Write
 from fkj.bulk._writer import write as write_rows
-from fkj.bulk.reader import (  # noqa: F401 - the reader's names, as before
-    BUNDLE_TYPES,
-    HEAD_BYTES,
-    ID_NAMESPACE,
-    JSON_SUFFIXES,
-    NDJSON_SUFFIXES,
+from fkj.bulk.reader import (
     FatalImportError,
     IdSet,
-    Item,
     Source,
-    _bundle_entry,
-    _bundle_head,
     _bundle_items,
-    _line_id,
-    _line_id_name,
     _ndjson_lines,
-    _open,
-    _parse_line,
-    _parse_line_name,
-    _rewrite,
     discover,
     items,
 )
@@ -220,7 +206,7 @@ class Importer:
                 else:
                     self._state = WorkState(self.repo, self.tenant, ids.path, self._pg)
             self.on_total(total)
-            self._pipeline = _Pipeline(self, default_writers(self._pg) if self.writers is None
+            self._pipeline = _Pipeline(self, default_writers() if self.writers is None
                                        else self.writers)
             self._load(result.files, ids, result)
             self._pipeline.drain(result)
@@ -662,11 +648,9 @@ class _Pipeline:
                 self.executor.shutdown(wait=True)
 
 
-def default_writers(pg: bool) -> int:
-    """Writer connections of an import: 2 on PostgreSQL (``FKJ_IMPORT_WRITERS``), 1 on
-    SQLite."""
-    if not pg:
-        return 1
+def default_writers() -> int:
+    """Writer connections of an import on PostgreSQL (``FKJ_IMPORT_WRITERS``, default 2);
+    SQLite always has one (:class:`_Pipeline`)."""
     return max(1, int(os.environ.get("FKJ_IMPORT_WRITERS", "2")))
 
 
