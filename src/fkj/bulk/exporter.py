@@ -125,7 +125,8 @@ def _filters_by_type(filters: list[str]) -> dict[str, list[list[tuple[str, str]]
 
 
 def _type_filter_condition(repo, conn, r, rtype: str, queries: list[list[tuple[str, str]]]):
-    from fkj.search.engine import _Builder, parse_options
+    from fkj.search.engine import _Builder
+    from fkj.search.options import parse_options
     builder = _Builder(repo, conn, True, [])
     ors = []
     for params in queries:

@@ -5,7 +5,6 @@ sorting, totals and includes. Filtering (including the access policy's filter, f
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +27,21 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from fkj.errors import InvalidSearch
 from fkj.search.extract import stored_params
+from fkj.search.options import (
+    Options,
+    after_cursor,
+    encode_cursor,
+    parse_options,
+    reject_nul,
+)
 from fkj.search.params import date as date_p
 from fkj.search.params import number as number_p
 from fkj.search.params import reference as reference_p
 from fkj.search.params import string as string_p
 from fkj.search.params import token as token_p
 from fkj.search.params import uri as uri_p
-from fkj.search.parse import RESULT_PARAMS, Criterion, parse_name, split_values
-from fkj.search.registry import SearchParam, default_registry
+from fkj.search.parse import RESULT_PARAMS, parse_name, split_values
+from fkj.search.registry import SearchParam
 from fkj.store.schema import INDEX_TABLES, resource
 
 MAX_CHAIN_DEPTH = 8
@@ -63,27 +69,12 @@ class SearchResult:
     applied: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
-class Options:
-    count: int = 50
-    sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
-    #: "auto" (the default): the total only when the first page holds every match (it is then
-    #: free); "none"; "accurate" (count); "estimate" (PostgreSQL: the planner's estimate)
-    total: str = "auto"
-    cursor: tuple | None = None
-    include: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
-    revinclude: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
-    summary: str | None = None
-    elements: list[str] | None = None
-    strict: bool = False
-
-
 # ---------------------------------------------------------------------------- entry points
 def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str, str]],
                *, strict: bool = False, default_count: int = 50, max_count: int = 1000,
                default_total: str = "auto") -> SearchResult:
     types = [rtype] if rtype else None
-    _reject_nul(params)
+    reject_nul(params)
     opts, criteria_params = parse_options(params, default_count, max_count, default_total,
                                           strict)
     _custom_plans(conn)
@@ -147,7 +138,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
     q = select(r.c.rid, r.c.type, r.c.id, r.c.version, r.c.last_updated, r.c.content,
                *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]).where(where)
     if opts.cursor is not None:
-        q = q.where(_after_cursor(sort_exprs, r, opts.cursor))
+        q = q.where(after_cursor(sort_exprs, r, opts.cursor))
     rows = conn.execute(q.order_by(*order).limit(opts.count + 1)).all()
     next_cursor = None
     if len(rows) > opts.count:
@@ -201,7 +192,7 @@ def _estimate(conn: Connection, stmt) -> int | None:
 def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]],
               limit: int = 2) -> list[str]:
     builder = _Builder(repo, conn, True, [])
-    _reject_nul(criteria)
+    reject_nul(criteria)
     _custom_plans(conn)
     r = MAIN
     conds = []
@@ -299,119 +290,6 @@ def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> tuple[int, bo
         # (ranges) first, as they are the ones the first round could not tell apart
         cap = PROBE_CAP_MAX
         order.reverse()
-
-
-def parse_options(params, default_count, max_count, default_total, strict):
-    opts = Options(count=default_count, total=default_total, strict=strict)
-    rest = []
-    for name, value in params:
-        base = name.split(":", 1)[0]
-        if base == "_count":
-            if not value.isdigit():
-                raise InvalidSearch(f"_count must be a non-negative integer, got {value!r}",
-                                    expression="_count")
-            opts.count = min(int(value), max_count)
-        elif base == "_sort":
-            for key in value.split(","):
-                key = key.strip()
-                if not key or key in ("-",):
-                    raise InvalidSearch("_sort has an empty key", expression="_sort")
-                opts.sort.append((key.lstrip("-"), key.startswith("-")))
-        elif base == "_total":
-            if value not in ("none", "estimate", "accurate"):
-                raise InvalidSearch("_total must be none, estimate or accurate",
-                                    expression="_total")
-            opts.total = value
-        elif base == "_summary":
-            if value not in ("true", "false", "text", "data", "count"):
-                raise InvalidSearch("_summary must be true, false, text, data or count",
-                                    expression="_summary")
-            opts.summary = None if value == "false" else value
-            if value == "count":
-                opts.total = "accurate"
-        elif base == "_elements":
-            opts.elements = [e.strip() for e in value.split(",") if e.strip()]
-        elif base == "_cursor":
-            opts.cursor = decode_cursor(value)
-        elif base in ("_include", "_revinclude"):
-            iterate = name.endswith(":iterate") or name.endswith(":recurse")
-            spec = parse_include(value, base)
-            (opts.include if base == "_include" else opts.revinclude).append((*spec, iterate))
-        elif base in ("_format", "_pretty"):
-            continue
-        elif base in ("_contained", "_containedType"):
-            if value not in ("false", "container"):
-                raise InvalidSearch(f"{base}={value} is not supported", expression=base)
-        else:
-            rest.append((name, value))
-    return opts, rest
-
-
-def parse_include(value: str, name: str) -> tuple[str, str, str | None]:
-    if value == "*":
-        return "*", "*", None
-    parts = value.split(":")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidSearch(f"{name} must be Type:param[:targetType] or *, got {value!r}",
-                            expression=name)
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
-def encode_cursor(values: list) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-def decode_cursor(value: str) -> tuple:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-        if not isinstance(data, list) or not data or not isinstance(data[-1], int) or not all(
-                x is None or isinstance(x, (int, float, str)) for x in data):
-            raise ValueError
-        return tuple(data)
-    except (ValueError, orjson.JSONDecodeError, TypeError):
-        raise InvalidSearch("_cursor is not a cursor this server issued",
-                            expression="_cursor") from None
-
-
-def _after_cursor(sort_exprs, r, cursor: tuple):
-    if len(cursor) != len(sort_exprs) + 1:
-        raise InvalidSearch("_cursor does not fit this search's _sort", expression="_cursor")
-    for (e, _, _), v in zip(sort_exprs, cursor):
-        numeric = _is_numeric(e)
-        if v is not None and (isinstance(v, str) == numeric or isinstance(v, bool)):
-            raise InvalidSearch("_cursor does not fit this search's _sort", expression="_cursor")
-    keys = [(e, desc) for e, desc, _ in sort_exprs] + [(r.c.rid, False)]
-    ors = []
-    for i, (expr, desc) in enumerate(keys):
-        eqs = [_null_safe_eq(keys[j][0], cursor[j]) for j in range(i)]
-        v = cursor[i]
-        if v is None:
-            # NULLs sort first ascending (we coalesce sort keys, so only rid is never null)
-            step = expr.is_not(None) if not desc else false()
-        elif desc:
-            step = or_(expr < v, expr.is_(None))
-        else:
-            step = expr > v
-        ors.append(and_(*eqs, step))
-    return or_(*ors)
-
-
-def _is_numeric(expr) -> bool:
-    try:
-        return expr.type.python_type in (int, float)
-    except NotImplementedError:
-        return False
-
-
-def _reject_nul(params) -> None:
-    for name, value in params:
-        if "\x00" in name or "\x00" in value:
-            raise InvalidSearch(f"parameter {name!r} contains a NUL character",
-                                expression=name.replace("\x00", ""))
-
-
-def _null_safe_eq(expr, v):
-    return expr.is_(None) if v is None else expr == v
 
 
 # ---------------------------------------------------------------------------- builder
