@@ -24,8 +24,9 @@ from datetime import date
 
 from .catalog import ROLE_SYSTEM
 from .organization import Municipality
-from .patients import PatientBuilder, make_profile
+from .patients import PatientBuilder
 from .people import PersonNumbers, kommune_for
+from .profile import make_profile
 
 __all__ = ["HLR_STORY_PATIENT_INDEX", "PSY_DEMO_PATIENT_INDEX", "ROLE_SYSTEM",
            "SPERRING_DEMO_PATIENT_INDEX", "demo_people", "generate"]
