@@ -54,6 +54,17 @@ class FkjApp:
     #: people offered on the demo login pages, per tenant (see fkj.seed)
     directory: Callable[[str], list[dict]] = field(default=lambda tenant: [])
 
+    def close(self) -> None:
+        """Stop the background threads this app started on its database (event delivery,
+        NATS bridge, views, statistics watcher, audit writer — the audit writer last, as the
+        others may still write audit records while they stop)."""
+        extras = self.services.extras
+        for name in ("events", "events_nats", "views", "statistics_watcher", "audit_writer"):
+            part = extras.get(name)
+            stop = getattr(part, "stop", None) or getattr(part, "close", None)
+            if stop is not None:
+                stop()
+
     def principal_for(self, headers: dict, tenant: str) -> Principal:
         if self.authenticate is not None:
             return self.authenticate(headers, tenant)

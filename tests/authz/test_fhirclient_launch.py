@@ -61,6 +61,9 @@ class _Server:
     def stop(self):
         self.server.should_exit = True
         self.thread.join(timeout=5)
+        # its event worker would otherwise go on delivering the session database's
+        # subscriptions beside the event tests' own worker
+        self.fkj.close()
 
 
 @pytest.fixture(scope="module")

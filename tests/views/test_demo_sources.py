@@ -92,12 +92,7 @@ def test_fkj_demo_runs_the_simulators_while_it_serves(tmp_path, monkeypatch):
             resp = fkj.handle(req, Principal.system("4601"))
             seen["overview"] = orjson.loads(resp.body)
         finally:
-            fkj.services.extras["views"].close()
-            for name in ("events", "audit_writer"):  # background threads on this database
-                worker = fkj.services.extras.get(name)
-                stop = getattr(worker, "stop", None) or getattr(worker, "close", None)
-                if stop is not None:
-                    stop()
+            fkj.close()  # background threads on this database
             engine.dispose()
 
     monkeypatch.setattr(fkj.cli.serve, "serve", fake_serve)
