@@ -240,6 +240,16 @@ def test_composite_rows():
     assert ("component-code-value-quantity", ("http://loinc.org", "8480-6", "systolic"),
             ("http://unitsofmeasure.org", "mm[Hg]", 106.5, 107.5)) in rows
     assert not [r for r in rows if r[0] == "code-value-quantity"]  # panel has no value
+    # an Observation's own code-value-* pairs get no rows: they are searched as code and
+    # value (fkj.search.extract.INTERSECTION_PARAMS); its components' pairs keep theirs
+    measured = {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org",
+                                  "code": "mm[Hg]"}}
+    got = extract(measured)
+    assert not [r for r in got["composite"] if r[0].startswith("code-value")]
+    assert ("code", "http://loinc.org", "8480-6", None) in got["token"]
+    assert [r for r in got["quantity"] if r[0] == "value-quantity"]
     rows = extract(DOCREF)["composite"]
     assert rows == [("relationship", ("http://hl7.org/fhir/document-relationship-type",
                                       "replaces", None),

@@ -231,3 +231,54 @@ def test_number_quantity_composite_and_valueset_modifiers(client):
         r = search(client, "Observation", query)
         assert r.status_code == 400, (query, r.text)
         assert expressions(r) == [expr], query
+
+
+def test_code_value_composites_are_searched_as_code_and_value(client):
+    """``code-value-quantity`` / ``code-value-concept`` have no rows of their own: a value
+    ``a$b`` matches where the Observation's code matches ``a`` and its value ``b`` (each of
+    the resource itself, never of a component); several values pair up one by one."""
+    snomed = "http://snomed.info/sct"
+    bp = [{"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+           "valueQuantity": {"value": 150, "system": UCUM, "code": "mm[Hg]"}}]
+    put_all(client, [
+        obs("i1", "8480-6", valueQuantity={"value": 150, "system": UCUM, "code": "mm[Hg]"})
+        | {"code": {"coding": [{"system": LOINC, "code": "8480-6"},
+                               {"system": "http://example.org/local", "code": "sys"}]}},
+        obs("i2", "72166-2", valueCodeableConcept={"coding": [{"system": snomed,
+                                                               "code": "8517006"}]}),
+        obs("i3", "8480-6", dataAbsentReason={"text": "målt ikke"}),
+        obs("i4", "8480-6", valueQuantity={"value": 90, "system": UCUM, "code": "mm[Hg]"},
+            component=bp),
+    ])
+    check_table(client, "Observation", [
+        ("code-value-quantity=8480-6$150", {"i1"}),
+        ("code-value-quantity=http://example.org/local|sys$gt100", {"i1"}),
+        ("code-value-quantity=sys$lt100", set()),          # the code matches, the value not
+        ("code-value-quantity=8480-6$gt100,8480-6$lt95", {"i1", "i4"}),
+        ("code-value-quantity=sys$lt100,8462-4$90", set()),  # no value pairs up
+        ("code-value-quantity=8462-4$150", set()),          # a component's code and value
+        (f"code-value-quantity=8480-6$150|{UCUM}|mm[Hg]", {"i1"}),
+        (f"code-value-quantity=8480-6$150|{UCUM}|kg", set()),
+        ("code-value-quantity:missing=true", {"i2", "i3"}),
+        ("code-value-quantity:missing=false", {"i1", "i4"}),
+        (f"code-value-concept=72166-2${snomed}|8517006", {"i2"}),
+        ("code-value-concept=8480-6$8517006,72166-2$8517006", {"i2"}),
+        ("code-value-concept=8480-6$8517006", set()),
+        ("code-value-concept:missing=false", {"i2"}),
+        ("code-value-quantity=8480-6$150&code-value-concept:missing=true", {"i1"}),
+        # combo: the resource's pair or a component's pair
+        ("combo-code-value-quantity=8462-4$150", {"i4"}),
+        ("combo-code-value-quantity=8480-6$90", {"i4"}),
+        ("combo-code-value-quantity=8480-6$150", {"i1"}),
+        ("combo-code-value-quantity=8462-4$90", set()),
+        ("combo-code-value-quantity:missing=true", {"i2", "i3"}),
+        ("combo-code-value-concept=72166-2$8517006", {"i2"}),
+    ])
+    # the same through a reverse chain: the Observation's own pair decides
+    put_all(client, [{"resourceType": "Patient", "id": "ip"},
+                     obs("i5", "8480-6", valueQuantity={"value": 170}) |
+                     {"subject": {"reference": "Patient/ip"}}])
+    check_table(client, "Patient", [
+        ("_has:Observation:subject:code-value-quantity=8480-6$gt160", {"ip"}),
+        ("_has:Observation:subject:code-value-quantity=8480-6$lt160", set()),
+    ])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, true
 
 from fkj.errors import InvalidSearch
 from fkj.store.schema import idx_composite
@@ -93,7 +93,9 @@ def component_types(builder, p) -> list[str]:
     return out
 
 
-def composite_criterion(builder, r, rtype, p, values: list[str], raw_name: str):
+def _part_predicate(builder, ctype: str, cols, part: str, raw_name: str, code: str):
+    """``part`` of a search value matched by its component's own predicate against ``cols``
+    (the component's slots of an ``idx_composite`` row, or a whole index table)."""
     from fkj.search.params import date as date_p
     from fkj.search.params import number as number_p
     from fkj.search.params import reference as reference_p
@@ -101,6 +103,26 @@ def composite_criterion(builder, r, rtype, p, values: list[str], raw_name: str):
     from fkj.search.params import token as token_p
     from fkj.search.params import uri as uri_p
 
+    if ctype == "token":
+        return token_p.predicate(cols, None, part, raw_name)
+    if ctype == "quantity":
+        return number_p.quantity_predicate(cols, None, part, raw_name)
+    if ctype == "number":
+        return number_p.predicate(cols, None, part, raw_name)
+    if ctype == "date":
+        return date_p.predicate(cols.c.low, cols.c.high, None, part, raw_name)
+    if ctype == "string":
+        return string_p.predicate(cols, None, part, raw_name)
+    if ctype == "uri":
+        return uri_p.predicate(cols, None, part, raw_name)
+    if ctype == "reference":
+        return reference_p.predicate(cols, None, part, raw_name, own_base=builder.own_base,
+                                     known_type=builder.known_type)
+    raise InvalidSearch(f"composite parameter {code}: component type {ctype} is not "
+                        "supported", expression=raw_name)
+
+
+def _parse(builder, p, values: list[str], raw_name: str) -> tuple[list[str], list[list[str]]]:
     types = component_types(builder, p)
     if not 1 <= len(types) <= 3:
         raise InvalidSearch(f"composite parameter {p.code} is not supported", expression=raw_name)
@@ -111,37 +133,80 @@ def composite_criterion(builder, r, rtype, p, values: list[str], raw_name: str):
             raise InvalidSearch(f"{raw_name}: a value needs {len(types)} parts separated by $, "
                                 f"got {value!r}", expression=raw_name)
         parsed.append(parts)
+    return types, parsed
+
+
+def _stored(builder, rtype, p) -> list[tuple[str, tuple[str, ...] | None]]:
+    """What answers ``p``: per parameter code whose rows it reads (itself, or both of a
+    ``combo-*`` one) that code and, for the composites searched as an intersection of two
+    other parameters (fkj.search.extract.INTERSECTION_PARAMS), those two."""
+    from fkj.search.extract import intersection_of, stored_params
+
+    return [(s, intersection_of(builder.param(rtype, s) if rtype else None, s))
+            for s in stored_params(p, p.code)]
+
+
+def composite_criterion(builder, r, rtype, p, values: list[str], raw_name: str):
+    types, parsed = _parse(builder, p, values, raw_name)
+    stored = _stored(builder, rtype, p)
 
     def build(idx):
-        ors = []
-        for parts in parsed:
-            conds = []
-            for i, (ctype, part) in enumerate(zip(types, parts), start=1):
-                ns = _columns(idx, i, ctype)
-                if ctype == "token":
-                    conds.append(token_p.predicate(ns, None, part, raw_name))
-                elif ctype == "quantity":
-                    conds.append(number_p.quantity_predicate(ns, None, part, raw_name))
-                elif ctype == "number":
-                    conds.append(number_p.predicate(ns, None, part, raw_name))
-                elif ctype == "date":
-                    conds.append(date_p.predicate(ns.c.low, ns.c.high, None, part, raw_name))
-                elif ctype == "string":
-                    conds.append(string_p.predicate(ns, None, part, raw_name))
-                elif ctype == "uri":
-                    conds.append(uri_p.predicate(ns, None, part, raw_name))
-                elif ctype == "reference":
-                    conds.append(reference_p.predicate(ns, None, part, raw_name,
-                                                       own_base=builder.own_base,
-                                                       known_type=builder.known_type))
-                else:
-                    raise InvalidSearch(f"composite parameter {p.code}: component type {ctype} "
-                                        "is not supported", expression=raw_name)
-            ors.append(and_(*conds))
-        return or_(*ors)
+        return or_(*[and_(*[_part_predicate(builder, ctype, _columns(idx, i, ctype), part,
+                                            raw_name, p.code)
+                            for i, (ctype, part) in enumerate(zip(types, parts), start=1)])
+                     for parts in parsed])
 
     build(idx_composite.alias())  # validate the values now (errors before any SQL runs)
-    # a first token component is an equality the lookup index (…, c1_v, c1_s) finds: a list
-    # that can drive the query; otherwise a per-row check through ix_idx_composite_rid
-    return builder._has_row(r, idx_composite, p.code, rtype, build,
-                            correlated=types[0] != "token")
+    if all(inter is None for _, inter in stored):
+        # a first token component is an equality the lookup index (…, c1_v, c1_s) finds: a
+        # list that can drive the query; otherwise a per-row check through
+        # ix_idx_composite_rid
+        return builder._has_row(r, idx_composite, p.code, rtype, build,
+                                correlated=types[0] != "token")
+    alternatives = []
+    for code, inter in stored:
+        if inter is None:
+            alternatives.append(builder._has_row(r, idx_composite, code, rtype, build, True))
+        else:
+            alternatives.append(or_(*[
+                and_(*[_has_part(builder, r, rtype, sub, ctype, part, raw_name, True)
+                       for sub, ctype, part in zip(inter, types, parts)])
+                for parts in parsed]))
+    check = or_(*alternatives)
+    code, inter = stored[0]
+    if len(stored) > 1 or types[0] != "token":
+        return check
+    # code-value-quantity itself: its code rows (any of the values' codes) drive, the pairs
+    # are checked per candidate row (one value: the driver is its code, the value is left)
+    first = [parts[0] for parts in parsed]
+    driver = _has_part(builder, r, rtype, inter[0], types[0], first, raw_name, False)
+    if len(parsed) == 1:
+        return and_(driver, _has_part(builder, r, rtype, inter[1], types[1], parsed[0][1],
+                                      raw_name, True))
+    return and_(driver, check)
+
+
+def _has_part(builder, r, rtype, code: str, ctype: str, part, raw_name: str, correlated: bool):
+    """``r`` has a row of parameter ``code`` matching the component value ``part`` (a list:
+    any of them)."""
+    from fkj.store.schema import INDEX_TABLES
+
+    parts = part if isinstance(part, list) else [part]
+    return builder._has_row(r, INDEX_TABLES[ctype], code, rtype, lambda idx: or_(*[
+        _part_predicate(builder, ctype, idx, x, raw_name, code) for x in parts]), correlated)
+
+
+def composite_present(builder, r, rtype, p):
+    """``r`` has a value of composite ``p`` (for ``:missing``)."""
+    from fkj.store.schema import INDEX_TABLES
+
+    types = component_types(builder, p)
+    out = []
+    for code, inter in _stored(builder, rtype, p):
+        if inter is None:
+            out.append(builder._has_row(r, idx_composite, code, rtype, lambda idx: true(), True))
+        else:
+            out.append(and_(*[builder._has_row(r, INDEX_TABLES[ctype], sub, rtype,
+                                               lambda idx: true(), True)
+                              for sub, ctype in zip(inter, types)]))
+    return or_(*out)

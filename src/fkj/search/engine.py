@@ -391,8 +391,12 @@ class _Builder:
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise InvalidSearch(f"{raw_name} must be true or false", expression=raw_name)
-            table = INDEX_TABLES.get(p.type, INDEX_TABLES["token"])
-            present = self._has_row(r, table, p.code, rtype, lambda idx: true(), True)
+            if p.type == "composite":
+                from fkj.search.composite import composite_present
+                present = composite_present(self, r, rtype, p)
+            else:
+                table = INDEX_TABLES.get(p.type, INDEX_TABLES["token"])
+                present = self._has_row(r, table, p.code, rtype, lambda idx: true(), True)
             return not_(present) if value == "true" else present
         values = split_values(value)
         if any(v == "" for v in values):
