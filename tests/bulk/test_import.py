@@ -446,3 +446,29 @@ def test_two_writers_and_the_same_resource_in_consecutive_batches(db, tenant, tm
             resource.c.tenant == tenant, resource.c.id == "dup")).one()
     assert row.version == 2 and '"female"' in row.content
     assert counts(db, tenant) == {"Patient": 81}
+
+
+def test_an_import_on_postgresql_gathers_statistics_of_the_growing_table(
+        db, tenant, tmp_path, monkeypatch):
+    """Without statistics PostgreSQL looked a batch's ids up by reading every stored resource
+    of the type: the import analyses ``resource`` as it grows (fkj.store.maintenance)."""
+    from sqlalchemy import text
+
+    from fkj.store import maintenance
+    if db.backend != "postgresql":
+        pytest.skip("PostgreSQL planner statistics")
+    monkeypatch.setattr(maintenance, "LOAD_ANALYZE_MIN_ROWS", 50)
+
+    def analyses() -> int:
+        with db.engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT coalesce(analyze_count, 0) FROM pg_stat_user_tables "
+                "WHERE relid = 'resource'::regclass")).scalar_one()
+    before = analyses()
+    write_ndjson(tmp_path / "in", 12)
+    result = run_import(db, tenant, [tmp_path / "in"])
+    assert result.exit_code == 0, result.summary()
+    deadline = time.time() + 10  # the statistics counters are published asynchronously
+    while analyses() == before and time.time() < deadline:
+        time.sleep(0.2)
+    assert analyses() > before

@@ -69,3 +69,30 @@ def test_statistics_gathered_elsewhere_renew_the_pool(tmp_path):
     assert watcher.check() is True and watcher.analyses == 0
     assert _connection(engine) is not before
     assert _stat_rows(engine) == 300
+
+
+def test_a_growing_table_is_analysed_each_time_it_doubled(db):
+    """PostgreSQL: GrowthAnalyzer runs ANALYZE once the rows added reach the rows the table
+    had at its last analysis (at least min_rows), not before, and not again until they
+    doubled once more."""
+    import pytest
+
+    from fkj.store.maintenance import GrowthAnalyzer
+    if db.backend != "postgresql":
+        pytest.skip("ANALYZE during a load is for PostgreSQL (SQLite: StatisticsWatcher)")
+    ga = GrowthAnalyzer(db.engine, ("resource",), min_rows=10)
+    first = max(10, ga._mark)
+    ga.added(first - 1)
+    ga.close()
+    assert ga.analyses == 0
+    ga.added(1)
+    ga.close()
+    assert ga.analyses == 1
+    rows = ga._mark  # the rows at that analysis: the next one when as many more came
+    assert rows >= first
+    ga.added(rows - 1)
+    ga.close()
+    assert ga.analyses == 1
+    ga.added(1)
+    ga.close()
+    assert ga.analyses == 2
