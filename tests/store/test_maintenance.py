@@ -96,3 +96,49 @@ def test_a_growing_table_is_analysed_each_time_it_doubled(db):
     ga.added(1)
     ga.close()
     assert ga.analyses == 2
+
+
+def test_a_server_on_postgresql_analyses_resource_once_it_has_doubled(db):
+    """PostgreSQL: the watcher of ``fkj serve`` runs ANALYZE when more rows of ``resource``
+    changed since its last analysis than it then had (where autovacuum is off or behind)."""
+    import time
+
+    import pytest
+
+    if db.backend != "postgresql":
+        pytest.skip("the SQLite side is tested above")
+    owner = make_engine(db.url, app_role=False)
+
+    def changed() -> tuple[int, int]:
+        with owner.connect() as conn:
+            return tuple(conn.exec_driver_sql(
+                "SELECT coalesce(s.n_mod_since_analyze, 0), greatest(c.reltuples, 0)::bigint "
+                "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                "WHERE c.oid = 'resource'::regclass").one())
+
+    def until(cond, what: str):
+        deadline = time.time() + 10  # the statistics counters are published asynchronously
+        while not cond():
+            assert time.time() < deadline, what
+            time.sleep(0.2)
+
+    try:
+        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE resource")
+        until(lambda: changed()[0] == 0, "ANALYZE did not reset the counter")
+        watcher = StatisticsWatcher(db.engine, min_rows=10)
+        assert watcher.check() is False and watcher.analyses == 0
+        tenant = db.new_tenant()
+        rows = changed()[1]
+        with owner.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO resource (tenant, type, id, version, last_updated, deleted, content) "
+                "SELECT %(t)s, 'Basic', 'b' || g, 1, g, false, '{}' "
+                "FROM generate_series(1, %(n)s) g", {"t": tenant, "n": max(rows, 10) + 1})
+        until(lambda: changed()[0] > rows, "the inserts were not counted")
+        assert watcher.check() is True and watcher.analyses == 1
+        until(lambda: changed()[0] == 0, "the watcher's ANALYZE did not reset the counter")
+        assert watcher.check() is False and watcher.analyses == 1
+        watcher.stop()
+    finally:
+        owner.dispose()

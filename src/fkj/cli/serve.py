@@ -22,7 +22,8 @@ def build_server_app(settings: Settings):
     fkj = build_fkj(settings)
     check_schema(fkj.services.engine)
     wire(fkj)
-    # SQLite: statistics gathered while the server runs reach its pooled connections
+    # statistics gathered while the server runs reach its pooled connections (SQLite); on
+    # PostgreSQL a table that doubled since its last analysis is analysed
     from fkj.store.maintenance import StatisticsWatcher
     fkj.services.extras["statistics_watcher"] = StatisticsWatcher(fkj.services.engine).start()
     return create_app(fkj)
