@@ -93,33 +93,17 @@ def component_types(builder, p) -> list[str]:
     return out
 
 
+#: component types a composite value part may have (matched like a parameter of that type)
+_PART_TYPES = frozenset({"token", "quantity", "number", "date", "string", "uri", "reference"})
+
+
 def _part_predicate(builder, ctype: str, cols, part: str, raw_name: str, code: str):
     """``part`` of a search value matched by its component's own predicate against ``cols``
     (the component's slots of an ``idx_composite`` row, or a whole index table)."""
-    from fkj.search.params import date as date_p
-    from fkj.search.params import number as number_p
-    from fkj.search.params import reference as reference_p
-    from fkj.search.params import string as string_p
-    from fkj.search.params import token as token_p
-    from fkj.search.params import uri as uri_p
-
-    if ctype == "token":
-        return token_p.predicate(cols, None, part, raw_name)
-    if ctype == "quantity":
-        return number_p.quantity_predicate(cols, None, part, raw_name)
-    if ctype == "number":
-        return number_p.predicate(cols, None, part, raw_name)
-    if ctype == "date":
-        return date_p.predicate(cols.c.low, cols.c.high, None, part, raw_name)
-    if ctype == "string":
-        return string_p.predicate(cols, None, part, raw_name)
-    if ctype == "uri":
-        return uri_p.predicate(cols, None, part, raw_name)
-    if ctype == "reference":
-        return reference_p.predicate(cols, None, part, raw_name, own_base=builder.own_base,
-                                     known_type=builder.known_type)
-    raise InvalidSearch(f"composite parameter {code}: component type {ctype} is not "
-                        "supported", expression=raw_name)
+    if ctype not in _PART_TYPES:
+        raise InvalidSearch(f"composite parameter {code}: component type {ctype} is not "
+                            "supported", expression=raw_name)
+    return builder.type_predicate(ctype, cols, None, part, raw_name)
 
 
 def _parse(builder, p, values: list[str], raw_name: str) -> tuple[list[str], list[list[str]]]:

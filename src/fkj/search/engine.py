@@ -485,7 +485,11 @@ class _Builder:
 
     def _value_predicate(self, p: SearchParam, idx, modifier, value, raw_name,
                          bounded: bool = False):
-        t = p.type
+        return self.type_predicate(p.type, idx, modifier, value, raw_name, bounded=bounded)
+
+    def type_predicate(self, t: str, idx, modifier, value, raw_name, *, bounded: bool = False):
+        """``value`` of a parameter of search type ``t`` against the columns of ``idx`` (an
+        index table, or a composite component's slots)."""
         if t == "string":
             return string_p.predicate(idx, modifier, value, raw_name,
                                       dialect=self.conn.dialect.name)
