@@ -81,21 +81,18 @@ def test_a_growing_table_is_analysed_each_time_it_doubled(db):
     if db.backend != "postgresql":
         pytest.skip("ANALYZE during a load is for PostgreSQL (SQLite: StatisticsWatcher)")
     ga = GrowthAnalyzer(db.engine, ("resource",), min_rows=10)
+
+    def add(n: int) -> int:
+        ga.added(n)
+        ga.close()  # waits for an analysis it started
+        return ga.analyses
     first = max(10, ga._mark)
-    ga.added(first - 1)
-    ga.close()
-    assert ga.analyses == 0
-    ga.added(1)
-    ga.close()
-    assert ga.analyses == 1
+    assert add(first - 1) == 0
+    assert add(1) == 1
     rows = ga._mark  # the rows at that analysis: the next one when as many more came
     assert rows >= first
-    ga.added(rows - 1)
-    ga.close()
-    assert ga.analyses == 1
-    ga.added(1)
-    ga.close()
-    assert ga.analyses == 2
+    assert add(rows - 1) == 1
+    assert add(1) == 2
 
 
 def test_a_server_on_postgresql_analyses_resource_once_it_has_doubled(db):

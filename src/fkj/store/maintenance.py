@@ -48,6 +48,29 @@ def refresh_statistics(engine: Engine) -> None:
         conn.execute(text("ANALYZE"))
 
 
+class OwnerAnalyze:
+    """PostgreSQL ``ANALYZE`` through a connection of the login role (the tables' owner; the
+    app role may not analyse them), opened when first needed and kept until :meth:`close`."""
+
+    def __init__(self, engine: Engine):
+        self.url = engine.url.render_as_string(hide_password=False)
+        self._owner: Engine | None = None
+
+    def run(self, tables: tuple[str, ...]) -> None:
+        from fkj.store.engine import make_engine
+        if self._owner is None:
+            self._owner = make_engine(self.url, app_role=False, pool_size=1)
+        with self._owner.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in tables:
+                conn.exec_driver_sql(f'ANALYZE "{table}"')
+
+    def close(self) -> None:
+        if self._owner is not None:
+            self._owner.dispose()
+            self._owner = None
+
+
 #: rows a load adds before its first ANALYZE (see GrowthAnalyzer)
 LOAD_ANALYZE_MIN_ROWS = 5000
 
@@ -73,7 +96,7 @@ class GrowthAnalyzer:
         self.min_rows = LOAD_ANALYZE_MIN_ROWS if min_rows is None else min_rows
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._owner: Engine | None = None
+        self._owner = OwnerAnalyze(engine)
         #: how many analyses ran (for tests and logs)
         self.analyses = 0
         with engine.connect() as conn:
@@ -98,15 +121,8 @@ class GrowthAnalyzer:
             self._thread.start()
 
     def _analyze(self) -> None:
-        from fkj.store.engine import make_engine
         try:
-            if self._owner is None:
-                self._owner = make_engine(self.engine.url.render_as_string(hide_password=False),
-                                          app_role=False, pool_size=1)
-            with self._owner.connect() as conn:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                for table in self.tables:
-                    conn.exec_driver_sql(f'ANALYZE "{table}"')
+            self._owner.run(self.tables)
             self.analyses += 1
         except Exception:  # statistics are an optimisation; keep loading
             log.exception("ANALYZE during the load failed")
@@ -114,9 +130,7 @@ class GrowthAnalyzer:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.join(timeout=120)
-        if self._owner is not None:
-            self._owner.dispose()
-            self._owner = None
+        self._owner.close()
 
 
 class StatisticsWatcher:
@@ -145,7 +159,7 @@ class StatisticsWatcher:
         self.renewals = 0
         self.analyses = 0
         #: PostgreSQL: runs the ANALYZE through the login role's connection
-        self._analyzer: GrowthAnalyzer | None = None
+        self._analyzer: OwnerAnalyze | None = None
 
     def start(self) -> "StatisticsWatcher":
         if self._thread is not None:
@@ -216,8 +230,8 @@ class StatisticsWatcher:
         if changed < max(self.min_rows, rows):
             return False
         if self._analyzer is None:
-            self._analyzer = GrowthAnalyzer(self.engine, ("resource",))
-        self._analyzer._analyze()
+            self._analyzer = OwnerAnalyze(self.engine)
+        self._analyzer.run(("resource",))
         self.analyses += 1
         return True
 
