@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     union_all,
 )
 from sqlalchemy.sql import operators
@@ -99,6 +100,8 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
     pg = conn.dialect.name == "postgresql"
     #: the driving rid list is known to be short (PostgreSQL): see the ORDER BY below
     short = False
+    #: PostgreSQL, several driving lists and no _sort: their rids in order (see _merged)
+    merged = None
     if pg and len(builder.drivers) == 1:
         short = _shortest(conn, builder.drivers)[1]
     # (SQLite reads an IN list in rid order anyway: its ORDER BY stays on the rowid)
@@ -113,6 +116,14 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
         short = short and pg
         if not pg:
             builder.demote = set(range(len(builder.drivers))) - {keep}
+        elif not opts.sort:
+            # A page in rid order: the shortest list, sorted, is merged with the others in
+            # rid order (PostgreSQL merge semi-join), and the merge stops with the page.
+            # ``code=…&date=2022-05``: 4,600 date rids sorted, then about 6,000 of the
+            # code's 61,000 rids read in order, 6 ms; the intersection of both lists in
+            # full (a hash of all 61,000) took 45 ms for the same 51 resources.
+            merged = _merged(builder.drivers, keep)
+            builder.fence = (keep, None)
         else:
             builder.fence = (keep, _intersection(builder.drivers, keep))
         builder.drivers = []
@@ -121,8 +132,9 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
         warnings.clear()
         conds, applied = _conditions(repo, builder, r, rtype, types, criteria_params)
     where = and_(*conds)
+    source = r if merged is None else r.join(merged, r.c.rid == merged.c.rid)
     if opts.summary == "count" or opts.count == 0:
-        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+        total = conn.execute(select(func.count()).select_from(source).where(where)).scalar_one()
         return SearchResult([], total=total, warnings=warnings, applied=applied)
 
     sort_exprs = [(builder.sort_expr(r, rtype, name), desc, name) for name, desc in opts.sort]
@@ -134,9 +146,13 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
     # key in rid order and stop at the page's end, a good plan for long lists but a disaster
     # when it misjudges a short one: ``Patient?name=Stor`` read 98,000 resources of every type
     # (Patients are 2 % of them) to find 51 (90 ms instead of 3).
-    order.append((r.c.rid + 0).asc() if short else r.c.rid.asc())
+    if merged is not None:
+        order.append(merged.c.rid.asc())  # the merge's order (never the primary key's walk)
+    else:
+        order.append((r.c.rid + 0).asc() if short else r.c.rid.asc())
     q = select(r.c.rid, r.c.type, r.c.id, r.c.version, r.c.last_updated, r.c.content,
-               *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]).where(where)
+               *[e.label(f"s{i}") for i, (e, _, _) in enumerate(sort_exprs)]
+               ).select_from(source).where(where)
     if opts.cursor is not None:
         q = q.where(after_cursor(sort_exprs, r, opts.cursor))
     rows = conn.execute(q.order_by(*order).limit(opts.count + 1)).all()
@@ -147,7 +163,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
         next_cursor = encode_cursor([getattr(last, f"s{i}") for i in range(len(sort_exprs))]
                                     + [last.rid])
     matches = [Row(x.rid, x.type, x.id, x.version, x.last_updated, x.content) for x in rows]
-    total = _total(conn, opts, r, where, len(matches), next_cursor is None)
+    total = _total(conn, opts, source, where, len(matches), next_cursor is None)
     includes = builder.includes(matches, opts) if (opts.include or opts.revinclude) else []
     return SearchResult(matches, includes, total, next_cursor, warnings, applied)
 
@@ -156,7 +172,7 @@ def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str
 ESTIMATE_COUNT_BELOW = 10_000
 
 
-def _total(conn: Connection, opts: Options, r, where, page_len: int,
+def _total(conn: Connection, opts: Options, source, where, page_len: int,
            last_page: bool) -> int | None:
     """The Bundle total. A first page without a next page holds every match, so its length
     is the total at no cost; otherwise only ``_total=accurate`` (a count) and
@@ -167,11 +183,11 @@ def _total(conn: Connection, opts: Options, r, where, page_len: int,
     if last_page and opts.cursor is None:
         return page_len
     if opts.total == "estimate" and conn.dialect.name == "postgresql":
-        est = _estimate(conn, select(r.c.rid).where(where))
+        est = _estimate(conn, select(literal_column("1")).select_from(source).where(where))
         if est is not None and est >= ESTIMATE_COUNT_BELOW:
             return est
     if opts.total in ("accurate", "estimate"):
-        return conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+        return conn.execute(select(func.count()).select_from(source).where(where)).scalar_one()
     return None
 
 
@@ -264,6 +280,21 @@ def _intersection(drivers: list[tuple[str, Any]], keep: int):
     return stmt.where(*others).offset(literal_column("0"))
 
 
+def _merged(drivers: list[tuple[str, Any]], keep: int):
+    """PostgreSQL: the rids of driver ``keep`` that every other driver has, distinct and in
+    rid order — a sub-query to join the resources to. The kept list is read and sorted on
+    its own (``OFFSET 0``); each other list is an ``EXISTS`` on its rid, which PostgreSQL
+    runs as a merge semi-join that reads the other list in rid order (the lookup indexes
+    end with rid) only as far as the page needs."""
+    stmt = drivers[keep][1]
+    rid = stmt.selected_columns[0]
+    kept = stmt.with_only_columns(rid.label("rid")).distinct().order_by(rid) \
+        .offset(literal_column("0")).subquery("kept")
+    others = [other.where(other.selected_columns[0] == kept.c.rid).exists()
+              for i, (_, other) in enumerate(drivers) if i != keep]
+    return select(kept.c.rid).where(*others).subquery("merged")
+
+
 def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> tuple[int, bool]:
     """Index of the candidate ``rid IN (…)`` list with the fewest rows, and whether that
     list is known to be short (under the cap it was counted to). Rows are counted through
@@ -309,7 +340,8 @@ class _Builder:
         self.drivers: list[tuple[str, Any]] = []
         self.demote: set[int] = set()
         #: PostgreSQL: (driver number, intersection sub-select) — that driver becomes
-        #: ``rid IN (intersection)``, the other drivers (inside it) are dropped
+        #: ``rid IN (intersection)``, the other drivers (inside it) are dropped; with no
+        #: sub-select every driver is dropped (the resources are joined to the merge)
         self.fence: tuple[int, Any] | None = None
         #: paging in rid order after this rid: driving lists skip what came before
         self.rid_floor: int | None = None
@@ -465,7 +497,9 @@ class _Builder:
             self._driver_no += 1
             if self.fence is not None:
                 keep, sub = self.fence
-                return self.rid_in(r, sub) if n == keep else true()
+                if n == keep and sub is not None:
+                    return self.rid_in(r, sub)
+                return true()  # inside the fence's sub-select, or the merge (run_search)
             if n in self.demote:
                 correlated = True
             else:
@@ -730,16 +764,20 @@ class _Builder:
             return []
         ref = INDEX_TABLES["reference"].alias()
         # through ix_idx_reference_rid (rid, param): the rows of the page's resources only
-        q = select(ref.c.target_type, ref.c.target_id).where(
+        targets = select(ref.c.target_type, ref.c.target_id).where(
             self.noidx(ref.c.tenant) == self.tenant, ref.c.rid.in_(rids),
-            ref.c.target_id.is_not(None))
+            ref.c.target_type.is_not(None), ref.c.target_id.is_not(None))
         if param != "*":
-            q = q.where(ref.c.param == param)
+            targets = targets.where(ref.c.param == param)
         if target:
-            q = q.where(ref.c.target_type == target)
-        # resources already in the result are not fetched again (they would be dropped)
-        keys = {(t, i) for t, i in self.conn.execute(q) if t and (t, i) not in seen}
-        return self._fetch(keys)
+            targets = targets.where(ref.c.target_type == target)
+        # the targets and their resources in one statement; those already in the result
+        # are dropped here (includes() would drop them anyway)
+        r2 = resource.alias()
+        q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
+            .where(r2.c.tenant == self.tenant, r2.c.deleted.is_(False),
+                   tuple_(r2.c.type, r2.c.id).in_(targets), *self._policy(r2))
+        return [Row(*x) for x in self.conn.execute(q) if (x.type, x.id) not in seen]
 
     def _revinclude(self, rows, src_type, param, target) -> list[Row]:
         if not rows:
@@ -761,19 +799,6 @@ class _Builder:
         q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
             .where(r2.c.rid.in_(select(ref.c.rid).where(*conds)), r2.c.deleted.is_(False),
                    self.noidx(r2.c.tenant) == self.tenant, *self._policy(r2)).limit(1000)
-        return [Row(*x) for x in self.conn.execute(q)]
-
-    def _fetch(self, keys) -> list[Row]:
-        if not keys:
-            return []
-        r2 = resource.alias()
-        by_type: dict[str, list[str]] = {}
-        for t, i in keys:
-            by_type.setdefault(t, []).append(i)
-        ors = [and_(r2.c.type == t, r2.c.id.in_(ids)) for t, ids in by_type.items()]
-        q = select(r2.c.rid, r2.c.type, r2.c.id, r2.c.version, r2.c.last_updated, r2.c.content) \
-            .where(r2.c.tenant == self.tenant, r2.c.deleted.is_(False), or_(*ors),
-                   *self._policy(r2))
         return [Row(*x) for x in self.conn.execute(q)]
 
     def _policy(self, r2, rtype: str | None = None) -> list:
