@@ -47,3 +47,34 @@ def test_a_transaction_without_flush_and_the_next_one_with(db):
                 assert conn.execute(show).scalar() == on
     finally:
         engine.dispose()
+
+
+def test_a_transaction_reads_its_companion_value_as_its_own_tenant(db):
+    """``scope(companion=…)`` (a search learning the policy epoch when its transaction
+    opens): the value is read under row-level security as the transaction's tenant — also
+    on a pooled connection whose session still names another tenant (a point read's) — and
+    it is the committed value of that tenant, not of another."""
+    from fkj.security.policy.cache import bump, epoch_companion
+    from fkj.store.backend import scope
+
+    a, b = db.new_tenant(), db.new_tenant()
+    engine = make_engine(db.url, pool_size=1)
+    try:
+        for tenant, times in ((a, 3), (b, 1)):
+            for _ in range(times):
+                with scope(engine, tenant, write=True) as conn:
+                    bump(conn, tenant)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:  # the session setting of a point read
+                conn.execute(text("SELECT set_config('fkj.tenant', :t, false)"), {"t": b})
+                conn.commit()
+        scalar, _ = epoch_companion()
+        for tenant, expected in ((a, 3), (b, 1), (a, 3)):
+            got: list = []
+            with scope(engine, tenant, companion=(scalar, got.append)) as conn:
+                assert got == [expected]
+                if engine.dialect.name == "postgresql":
+                    assert conn.execute(text("SELECT current_setting('fkj.tenant')")
+                                        ).scalar() == tenant
+    finally:
+        engine.dispose()

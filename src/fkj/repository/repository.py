@@ -114,7 +114,14 @@ class Repository:
             self._uow.flush()
             yield self._conn  # type: ignore[misc]
         else:
-            with scope(self.services.engine, self.tenant) as conn:
+            companion = self.services.extras.get("point_read_companion")
+            if companion is not None and getattr(self, "_fkj_companion_read", False):
+                companion = None  # this request has its value already
+            elif companion is not None:
+                scalar, remember = companion
+                self._fkj_companion_read = True
+                companion = (scalar, lambda value: remember(self, value))
+            with scope(self.services.engine, self.tenant, companion=companion) as conn:
                 yield conn
 
     @staticmethod

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, bindparam, func, select, text
 
 ALL_TENANTS = "*"
 
@@ -61,9 +61,14 @@ def point_read(engine: Engine, tenant: str) -> Iterator[Connection]:
 
 
 @contextmanager
-def scope(engine: Engine, tenant: str, *, write: bool = False,
-          flush: bool = True) -> Iterator[Connection]:
+def scope(engine: Engine, tenant: str, *, write: bool = False, flush: bool = True,
+          companion=None) -> Iterator[Connection]:
     """A transaction of ``tenant`` (row-level security on PostgreSQL).
+
+    ``companion``: (scalar sub-select that may use the bind parameter ``tenant``,
+    callback(value)) — its value is fetched when the transaction opens, on PostgreSQL in
+    the statement that sets the tenant (no extra round trip), and handed to the callback
+    (the access policy's epoch for a search, see :mod:`fkj.security.policy.cache`).
 
     ``flush=False``: its commit does not wait for the disk (PostgreSQL
     ``synchronous_commit = off``, SQLite ``synchronous = NORMAL`` in WAL mode). It is
@@ -78,10 +83,31 @@ def scope(engine: Engine, tenant: str, *, write: bool = False,
                 conn.info["synchronous"] = "NORMAL"
         with conn.begin():
             if not sqlite:
-                conn.execute(_SET_TENANT, {"t": tenant})
+                if companion is None:
+                    conn.execute(_SET_TENANT, {"t": tenant})
+                else:
+                    companion[1](conn.execute(_with_tenant(companion[0]),
+                                              {"t": tenant, "tenant": tenant}).scalar_one())
                 if not flush:
                     conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            elif companion is not None:
+                companion[1](conn.execute(select(companion[0]), {"tenant": tenant}).scalar())
             yield conn
+
+
+_WITH_TENANT: dict[int, tuple] = {}
+
+
+def _with_tenant(scalar):
+    """``SELECT <scalar> FROM (SELECT set_config('fkj.tenant', :t, true))``: the setting is
+    made before the sub-select reads (row-level security sees the tenant). Built once per
+    scalar."""
+    held = _WITH_TENANT.get(id(scalar))
+    if held is None or held[0] is not scalar:
+        setting = select(func.set_config("fkj.tenant", bindparam("t"), True).label("s")) \
+            .subquery("tenant_setting")
+        held = _WITH_TENANT[id(scalar)] = (scalar, select(scalar).select_from(setting))
+    return held[1]
 
 
 def is_unique_violation(exc: BaseException) -> bool:
