@@ -78,3 +78,22 @@ def test_a_transaction_reads_its_companion_value_as_its_own_tenant(db):
                                         ).scalar() == tenant
     finally:
         engine.dispose()
+
+
+def test_postgresql_pool_hands_out_the_connection_returned_last(db):
+    """The PostgreSQL pool is LIFO: with two idle connections, the next checkout gets the
+    one returned last (its server process has just run), not the one idle the longest."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL pool setting")
+    engine = make_engine(db.url, pool_size=2)
+    pid = text("SELECT pg_backend_pid()")
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            older, newer = first.execute(pid).scalar(), second.execute(pid).scalar()
+            first.close()  # returned first; `second` is returned last (end of the block)
+        assert older != newer
+        for _ in range(3):
+            with engine.connect() as conn:
+                assert conn.execute(pid).scalar() == newer
+    finally:
+        engine.dispose()

@@ -56,7 +56,12 @@ def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10,
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
+    # LIFO: a checkout gets the connection returned last, whose server process has just
+    # run (a read's audit append after the read: 460-650 instead of 750-800 µs; a process
+    # idle for a few milliseconds answers its next round trip about twice as slowly). The
+    # other pooled connections may then idle for long: pool_recycle renews them.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False,
+                           pool_use_lifo=True, pool_recycle=1800)
 
     @event.listens_for(engine, "connect")
     def _pg_session(dbapi_conn, _record):
