@@ -114,7 +114,7 @@ class Repository:
             self._uow.flush()
             yield self._conn  # type: ignore[misc]
         else:
-            companion = self.services.extras.get("point_read_companion")
+            companion = self.services.extras.get("read_companion")
             if companion is not None and getattr(self, "_fkj_companion_read", False):
                 companion = None  # this request has its value already
             elif companion is not None:
@@ -163,7 +163,7 @@ class Repository:
 
     def read(self, rtype: str, rid: str) -> Stored:
         self.authorize("read", rtype)
-        companion = self.services.extras.get("point_read_companion")
+        companion = self.services.extras.get("read_companion")
         with self._point_read() as conn:
             if companion is None:
                 cur = sql.get_current(conn, self.tenant, rtype, rid)

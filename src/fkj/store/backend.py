@@ -95,19 +95,27 @@ def scope(engine: Engine, tenant: str, *, write: bool = False, flush: bool = Tru
             yield conn
 
 
-_WITH_TENANT: dict[int, tuple] = {}
+_BUILT: dict[tuple[str, int], tuple] = {}
+
+
+def built_for(kind: str, scalar, build):
+    """The statement ``build(scalar)`` for a companion scalar (see :func:`scope`), built once
+    per scalar object and kind of statement (compiling it again per request costs more than
+    the query)."""
+    held = _BUILT.get((kind, id(scalar)))
+    if held is None or held[0] is not scalar:
+        held = _BUILT[(kind, id(scalar))] = (scalar, build(scalar))
+    return held[1]
 
 
 def _with_tenant(scalar):
     """``SELECT <scalar> FROM (SELECT set_config('fkj.tenant', :t, true))``: the setting is
-    made before the sub-select reads (row-level security sees the tenant). Built once per
-    scalar."""
-    held = _WITH_TENANT.get(id(scalar))
-    if held is None or held[0] is not scalar:
+    made before the sub-select reads (row-level security sees the tenant)."""
+    def build(sc):
         setting = select(func.set_config("fkj.tenant", bindparam("t"), True).label("s")) \
             .subquery("tenant_setting")
-        held = _WITH_TENANT[id(scalar)] = (scalar, select(scalar).select_from(setting))
-    return held[1]
+        return select(sc).select_from(setting)
+    return built_for("scope", scalar, build)
 
 
 def is_unique_violation(exc: BaseException) -> bool:

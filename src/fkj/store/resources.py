@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, text, update
 
+from fkj.store.backend import built_for
 from fkj.store.schema import (
     INDEX_TABLES,
     event_log,
@@ -41,18 +42,13 @@ def get_current(conn: Connection, tenant: str, rtype: str, rid_id: str, *,
     return Current(*row) if row else None
 
 
-_WITH: dict[int, tuple] = {}
-
-
 def get_current_with(conn: Connection, tenant: str, rtype: str, rid_id: str, scalar
                      ) -> tuple[Current | None, object]:
     """:func:`get_current` and, in the same statement, the value of ``scalar`` (a scalar
     sub-select that may use the bind parameter ``tenant``): one round trip for what the
     read and a layer above it (the access policy's epoch) both need."""
-    held = _WITH.get(id(scalar))
-    if held is None or held[0] is not scalar:
-        held = _WITH[id(scalar)] = (scalar, _CURRENT.add_columns(scalar.label("companion")))
-    row = conn.execute(held[1], {"tenant": tenant, "type": rtype, "id": rid_id}).first()
+    stmt = built_for("current", scalar, lambda sc: _CURRENT.add_columns(sc.label("companion")))
+    row = conn.execute(stmt, {"tenant": tenant, "type": rtype, "id": rid_id}).first()
     if row is None:
         return None, None
     return Current(*row[:5]), row[5]

@@ -46,8 +46,9 @@ def register_policy(fkj, *, tenants: set[str] | None = None) -> None:
         services.extras["registry"] = base.with_custom([TEAM_PARAM])
         services.extras.pop("tenant_registries", None)
     from fkj.security.policy.cache import bump_on_write, epoch_companion
-    # a read by id learns the policy epoch in its own statement (no extra round trip)
-    services.extras["point_read_companion"] = epoch_companion()
+    # a read by id, and a search's transaction, learn the policy epoch in a statement
+    # they run anyway (no extra round trip)
+    services.extras["read_companion"] = epoch_companion()
     hooks = services.hooks
     hooks.before_commit.append(bump_on_write)
     hooks.authorize.append(H.authorize)
