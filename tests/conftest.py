@@ -21,6 +21,11 @@ warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarni
 # processes from a multi-threaded process can deadlock, so imports run in-process here (the
 # pipelined pool is exercised by `fkj bench bulk`, whose importer runs in a process of its own).
 os.environ.setdefault("FKJ_IMPORT_WORKERS", "0")
+# audit journals of the test servers (in-process and subprocesses) live in a temporary folder,
+# not in ./fkj-data of the checkout
+if "FKJ_AUDIT_JOURNAL_DIR" not in os.environ:
+    import tempfile
+    os.environ["FKJ_AUDIT_JOURNAL_DIR"] = tempfile.mkdtemp(prefix="fkj-audit-journal-")
 
 from fkj.config import Settings  # noqa: E402
 from fkj.store.engine import make_engine  # noqa: E402
@@ -92,7 +97,9 @@ def fkj_app(db):
     settings = Settings(database_url=db.url, base_url=BASE_URL, demo=True)
     fkj = build_fkj(settings, engine=db.engine)
     wire(fkj)
-    return fkj
+    yield fkj
+    fkj.close()  # its background threads (event delivery, audit shipping) end before the
+    # database is dropped
 
 
 @pytest.fixture(scope="session")

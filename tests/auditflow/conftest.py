@@ -32,7 +32,10 @@ def client_for(asgi_app, fkj_app, tenant: str, scope: str = "system/*.cruds", **
 
 
 def audit_rows(fkj_app, tenant: str, **kw) -> list[dict]:
-    """The tenant's audit records, oldest first."""
+    """The tenant's audit records, oldest first (this process's journaled records chained
+    first, as ``$tilgangslogg`` does)."""
+    from fkj.security.audit import flush_audit
+    flush_audit(fkj_app.services)
     kw.setdefault("limit", 100_000)
     return list(reversed(search_audit(fkj_app.services.engine, tenant, **kw)))
 

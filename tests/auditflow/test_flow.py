@@ -4,6 +4,7 @@ searches, history, operations, Bundles, denials and failures, append-only throug
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 
@@ -256,6 +257,33 @@ def test_read_fails_when_its_audit_cannot_be_written(aclient, audited, monkeypat
     assert c.get(f"{c.base}/Patient/{p['id']}").status_code == 200
 
 
+def test_read_fails_when_its_audit_journal_cannot_be_written(aclient, audited, monkeypatch,
+                                                            tmp_path):
+    """The server's default: the record goes to the process's audit journal before the
+    answer. A full disk (every write ENOSPC) fails the read; no data leaves."""
+    from fkj.security.audit import AuditWriter
+    from fkj.security.audit.journal import AuditJournal
+
+    c = aclient
+    p = create(c, {"resourceType": "Patient", "name": [{"family": "Diskfull"}]})
+    writer = AuditWriter(audited.services.engine, ship_interval=0.02,
+                         journal=AuditJournal(tmp_path, database="test"))
+    monkeypatch.setitem(audited.services.extras, "audit_writer", writer)
+    assert c.get(f"{c.base}/Patient/{p['id']}").status_code == 200  # opens the journal
+    keep = os.dup(writer.journal._fd)  # keeps the segment and its lock
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, writer.journal._fd)
+    os.close(full)
+    r = c.get(f"{c.base}/Patient/{p['id']}")
+    assert r.status_code == 503 and "Diskfull" not in r.text
+    assert "journal" in r.json()["issue"][0]["diagnostics"]
+    r = c.get(f"{c.base}/Patient", params={"family": "Diskfull"})
+    assert r.status_code == 503 and "Diskfull" not in r.text
+    monkeypatch.undo()
+    writer.close()
+    os.close(keep)
+
+
 @pytest.mark.parametrize("n", [1])
 def test_chain_stays_valid_after_mixed_traffic(aclient, audited, n):
     c, t = aclient, aclient.tenant
@@ -263,6 +291,7 @@ def test_chain_stays_valid_after_mixed_traffic(aclient, audited, n):
     for _ in range(5):
         create(c, obs(p["id"]))
         c.get(f"{c.base}/Patient/{p['id']}")
+    rows = audit_rows(audited, t)  # chains this process's journaled read records first
     res = verify_chain(audited.services.engine, t)
     assert res.ok, res.problems
-    assert res.checked == len(audit_rows(audited, t))
+    assert res.checked == len(rows) == 11

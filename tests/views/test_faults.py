@@ -31,8 +31,11 @@ def test_faulty_source_within_budget(asgi_app, views_app, seeded, simulators, fa
     # not what this test times: warm them up, then add the faulty one
     configure(views_app.services.engine, seeded, ok)
     assert overview(c, seeded, f"{seeded}-pat-0", h).status_code == 200
+    # one attempt: this test is about how a fault is named within the budget (retries are
+    # tests/sources/test_adapter.py's); a retried error on a loaded machine ran past the
+    # budget and was named a timeout
     configure(views_app.services.engine, seeded,
-              ok + [sim.config(cache_ttl_s=0, breaker_threshold=1000)])
+              ok + [sim.config(cache_ttl_s=0, breaker_threshold=1000, retries=0)])
     t0 = time.monotonic()
     r = overview(c, seeded, f"{seeded}-pat-0", h)
     elapsed = time.monotonic() - t0

@@ -1,5 +1,5 @@
-"""``fkj audit verify|search``: check the hash chain, and search the audit log by person,
-patient and period."""
+"""``fkj audit verify|search|recover``: check the hash chain, search the audit log by person,
+patient and period, and chain the records of journals left by servers that died."""
 
 from __future__ import annotations
 
@@ -124,3 +124,27 @@ def search(tenant: str = typer.Option(..., "--tenant", help="kommunenummer"),
 
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("recover")
+def recover(database_url: str | None = DatabaseUrl,
+            journal_dir: str | None = typer.Option(
+                None, "--journal-dir", help="where the servers' audit journals live "
+                "(default: FKJ_AUDIT_JOURNAL_DIR, else next to the SQLite file or ./fkj-data)"
+            )) -> None:
+    """Chain the read records of audit journals whose server process ended before chaining
+    them (a running server does this itself at start and every 30 s)."""
+    from fkj.security.audit.journal import AuditJournal, database_identity, default_directory
+    from fkj.security.audit.writer import AuditWriter
+
+    engine = engine_for(database_url)
+    url = engine.url.render_as_string(hide_password=False)
+    directory = default_directory(url, journal_dir)
+    writer = AuditWriter(engine, journal=AuditJournal(directory, database_identity(url)),
+                         ship_interval=3600.0)
+    try:
+        n = writer.recover()
+    finally:
+        writer.close()
+    console.print(f"{n} audit record(s) chained from orphaned journals in {directory}",
+                  highlight=False)

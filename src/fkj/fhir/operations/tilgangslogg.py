@@ -50,7 +50,10 @@ def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> Fhir
     until = _bound(q.get("until"), "until", end=True)
     limit = _count(q.get("_count"))
     engine = repo.services.engine
+    from fkj.security.audit import flush_audit
     from fkj.security.audit.query import search_audit
+
+    flush_audit(repo.services)  # this process's accesses are in the chain before we look
 
     if rid is None:
         if not is_municipal(p):

@@ -9,7 +9,10 @@ Where to call what:
 * **reads, searches, history, operations, and every denial or failure** (a failed write's
   transaction rolls back, so its audit must not be inside it) — before the response is sent:
   ``AuditWriter.record(tenant, events)`` (or ``await record_async``), which blocks until the
-  events are committed (group commit) and raises :class:`AuditUnavailable` (503) otherwise.
+  events are written (the server's audit journal, chained moments later; or committed, in
+  database mode) and raises :class:`AuditUnavailable` (503) otherwise.
+* before reading the log in-process: ``flush_audit(services)`` (the process's journaled
+  records into the chain).
 * ``verify_chain(engine, tenant)`` and ``search_audit(engine, tenant, ...)`` for
   ``fkj audit verify`` / ``fkj audit search``.
 """
@@ -31,6 +34,14 @@ __all__ = [
     "audit_head", "audit_log", "audit_patient", "build_audit_event", "canonical",
     "record_hash", "search_audit", "verify_chain", "write_events",
 ]
+
+
+def flush_audit(services) -> None:
+    """Chain the records this process has written so far (no-op without a journal), so a
+    reader of the log sees every access made through this process."""
+    writer = services.extras.get("audit_writer")
+    if writer is not None:
+        writer.flush()
 
 
 def record_access(services, tenant: str, principal, *, subtype: str, resources: list[str],
@@ -108,4 +119,4 @@ def import_batch_events(principal, created: list[tuple[str, object]],
     return events
 
 
-__all__ += ["import_batch_events", "record_access", "record_export_page"]
+__all__ += ["flush_audit", "import_batch_events", "record_access", "record_export_page"]

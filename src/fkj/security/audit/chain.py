@@ -6,6 +6,11 @@ chain head (``audit_head``; on SQLite the write transaction already holds the da
 lock), numbers the events gap-free after it, chains their hashes and inserts them. If the
 caller's transaction rolls back, so does the audit: a write and its audit commit together.
 
+``append_autonomous_sqlite`` / ``append_autonomous_pg`` append audit rows (:func:`audit_row`)
+in a transaction of their own — the read records shipped from the audit journal — and move
+the journal's watermark (``audit_journal``) in that same transaction, so that a journal's
+record is chained exactly once.
+
 ``verify_chain(engine, tenant)`` walks the chain and reports every inconsistency: a changed
 record (hash mismatch, or search columns that no longer match the content), a deleted record
 (seq gap, prev_hash mismatch, head beyond the last record), reordered records (prev_hash and
@@ -23,7 +28,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine, select, text
 
 from fkj.security.audit.events import canonical, canonical_stdlib, index_fields
-from fkj.security.audit.tables import GENESIS_HASH, audit_head, audit_log, audit_patient
+from fkj.security.audit.tables import (
+    GENESIS_HASH,
+    audit_head,
+    audit_journal,
+    audit_log,
+    audit_patient,
+)
 from fkj.store import bulk
 from fkj.store.backend import scope
 
@@ -53,27 +64,39 @@ def _lock_head(conn: Connection, tenant: str) -> tuple[int, str]:
     return int(row[0]), row[1]
 
 
-def _chain_rows(tenant: str, last_seq: int, prev: str, events: Sequence[dict]):
-    """The audit_log and audit_patient rows of ``events`` chained after (last_seq, prev)."""
-    rows, patient_rows, seqs = [], [], []
-    for n, event in enumerate(events, start=1):
+def audit_row(event: dict) -> dict:
+    """The stored form of an AuditEvent: its canonical JSON (what the chain hashes) and the
+    search columns derived from it."""
+    f = index_fields(event)
+    return {"recorded": f["recorded"], "patients": f["patients"], "agent": f["agent"],
+            "action": f["action"], "subtype": f["subtype"], "purpose": f["purpose"],
+            "outcome": f["outcome"], "content": canonical(event),
+            "patient_list": f["patient_list"]}
+
+
+def _chain_rows(tenant: str, last_seq: int, prev: str, rows: Sequence[dict]):
+    """The audit_log and audit_patient rows of ``rows`` (:func:`audit_row`) chained after
+    (last_seq, prev)."""
+    log_rows, patient_rows, seqs = [], [], []
+    for n, r in enumerate(rows, start=1):
         seq = last_seq + n
-        content = canonical(event)
-        f = index_fields(event)
+        content = r["content"]
         h = record_hash(prev, content, seq, tenant)
-        rows.append((tenant, seq, f["recorded"], f["patients"], f["agent"], f["action"],
-                     f["subtype"], f["purpose"], f["outcome"], content, prev, h))
-        patient_rows.extend((tenant, p, seq) for p in dict.fromkeys(f["patient_list"]))
+        log_rows.append((tenant, seq, r["recorded"], r["patients"], r["agent"], r["action"],
+                         r["subtype"], r["purpose"], r["outcome"], content, prev, h))
+        patient_rows.extend((tenant, p, seq) for p in dict.fromkeys(r["patient_list"]))
         seqs.append(seq)
         prev = h
-    return rows, patient_rows, seqs, prev
+    return log_rows, patient_rows, seqs, prev
 
 
-def append_autonomous_sqlite(engine: Engine, tenant: str, events: Sequence[dict]) -> None:
-    """Append ``events`` in a transaction of their own on a pooled DB-API connection
+def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
+                             watermark: tuple[str, int] | None = None) -> None:
+    """Append audit ``rows`` in a transaction of their own on a pooled DB-API connection
     (SQLite; no SQLAlchemy statement handling on the read path). ``BEGIN IMMEDIATE`` takes
     the database's write lock, which serialises appends like the head row lock does on
-    PostgreSQL."""
+    PostgreSQL. ``watermark`` = (journal id, position): the journal's records of ``tenant``
+    up to that position are chained, recorded in the same transaction."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -85,12 +108,14 @@ def append_autonomous_sqlite(engine: Engine, tenant: str, events: Sequence[dict]
                 cur.execute("INSERT INTO audit_head (tenant, last_seq, last_hash) "
                             "VALUES (?, 0, ?)", (tenant, GENESIS_HASH))
                 row = (0, GENESIS_HASH)
-            rows, patient_rows, seqs, prev = _chain_rows(tenant, int(row[0]), row[1], events)
-            cur.executemany(_SQLITE_LOG, rows)
+            log_rows, patient_rows, seqs, prev = _chain_rows(tenant, int(row[0]), row[1], rows)
+            cur.executemany(_SQLITE_LOG, log_rows)
             if patient_rows:
                 cur.executemany(_SQLITE_PATIENT, patient_rows)
             cur.execute("UPDATE audit_head SET last_seq = ?, last_hash = ? WHERE tenant = ?",
                         (seqs[-1], prev, tenant))
+            if watermark is not None:
+                cur.execute(_SQLITE_WATERMARK, (watermark[0], tenant, watermark[1]))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -110,7 +135,8 @@ def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict])
     if not events:
         return []
     last_seq, prev = _lock_head(conn, tenant)
-    rows, patient_rows, seqs, prev = _chain_rows(tenant, last_seq, prev, events)
+    rows, patient_rows, seqs, prev = _chain_rows(tenant, last_seq, prev,
+                                                 [audit_row(e) for e in events])
     if conn.dialect.name == "postgresql":
         # one round trip: both inserts (arrays, unnest) and the head update in one statement
         cols = list(zip(*rows))
@@ -135,11 +161,13 @@ def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict])
     return seqs
 
 
-#: PostgreSQL: the whole append (tenant, durability, head lock, hashes, inserts, head) in
-#: one statement, run outside an explicit transaction — one round trip per group commit.
-#: Created by migration 0010; the hash recipe is :func:`record_hash`'s.
+#: PostgreSQL: the whole append (tenant, durability, head lock, hashes, inserts, head, the
+#: journal's watermark) in one statement, run outside an explicit transaction — one round
+#: trip per batch. Created by migration 0012 (0010 had it without the watermark); the hash
+#: recipe is :func:`record_hash`'s.
 PG_APPEND_FUNCTION = r"""
-CREATE OR REPLACE FUNCTION fkj_audit_append(p_tenant text, p_rows json, p_sync text)
+CREATE OR REPLACE FUNCTION fkj_audit_append(p_tenant text, p_rows json, p_sync text,
+                                            p_journal text, p_shipped bigint)
 RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
   v_seq bigint; v_hash text; v_prev text; r record;
@@ -170,32 +198,35 @@ BEGIN
     SELECT DISTINCT p_tenant, value, v_seq FROM json_array_elements_text(r.patient_list);
   END LOOP;
   UPDATE audit_head SET last_seq = v_seq, last_hash = v_hash WHERE tenant = p_tenant;
+  IF p_journal IS NOT NULL THEN
+    INSERT INTO audit_journal (journal, tenant, shipped) VALUES (p_journal, p_tenant, p_shipped)
+      ON CONFLICT (journal, tenant) DO UPDATE SET shipped = excluded.shipped;
+  END IF;
   RETURN v_seq;
 END
 $fn$
 """
 
 
-def append_autonomous_pg(engine: Engine, tenant: str, events: Sequence[dict],
-                         sync: str = "on") -> None:
-    """Append ``events`` in a transaction of their own, in one round trip
+def append_autonomous_pg(engine: Engine, tenant: str, rows: Sequence[dict], sync: str = "on",
+                         watermark: tuple[str, int] | None = None,
+                         lines: Sequence[bytes] | None = None) -> None:
+    """Append audit ``rows`` in a transaction of their own, in one round trip
     (``fkj_audit_append``; PostgreSQL only). ``sync``: ``on`` or ``off``
-    (``synchronous_commit`` of that transaction)."""
+    (``synchronous_commit`` of that transaction). ``watermark`` as for
+    :func:`append_autonomous_sqlite`. ``lines``: the rows already serialised as JSON (the
+    journal's lines; their extra keys are ignored), sent as they are."""
     import orjson
-    rows = []
-    for event in events:
-        f = index_fields(event)
-        rows.append({"recorded": f["recorded"], "patients": f["patients"], "agent": f["agent"],
-                     "action": f["action"], "subtype": f["subtype"], "purpose": f["purpose"],
-                     "outcome": f["outcome"], "content": canonical(event),
-                     "patient_list": f["patient_list"]})
+    payload = (b"[" + b",".join(lines) + b"]" if lines is not None
+               else orjson.dumps(list(rows))).decode()
+    journal, shipped = watermark if watermark is not None else (None, None)
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
         conn.autocommit = True
         try:
-            conn.execute("SELECT fkj_audit_append(%s, %s, %s)",
-                         (tenant, orjson.dumps(rows).decode(), sync))
+            conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)",
+                         (tenant, payload, sync, journal, shipped))
         finally:
             conn.autocommit = False
     finally:
@@ -205,6 +236,28 @@ def append_autonomous_pg(engine: Engine, tenant: str, events: Sequence[dict],
 _SQLITE_LOG = (f"INSERT INTO audit_log ({', '.join(LOG_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(LOG_COLUMNS))})")
 _SQLITE_PATIENT = "INSERT INTO audit_patient (tenant, patient, seq) VALUES (?, ?, ?)"
+_SQLITE_WATERMARK = ("INSERT INTO audit_journal (journal, tenant, shipped) VALUES (?, ?, ?) "
+                     "ON CONFLICT (journal, tenant) DO UPDATE SET shipped = excluded.shipped")
+
+
+def shipped_positions(engine: Engine, journal: str, tenants: Sequence[str]) -> dict[str, int]:
+    """How far each tenant's records of ``journal`` are chained (its watermark; 0: none)."""
+    out = {}
+    for t in tenants:
+        with scope(engine, t) as conn:
+            out[t] = int(conn.execute(
+                select(audit_journal.c.shipped).where(audit_journal.c.journal == journal,
+                                                      audit_journal.c.tenant == t)
+            ).scalar() or 0)
+    return out
+
+
+def forget_journal(engine: Engine, journal: str, tenants: Sequence[str]) -> None:
+    """Remove the watermarks of a journal that no longer exists."""
+    for t in tenants:
+        with scope(engine, t, write=True) as conn:
+            conn.execute(audit_journal.delete().where(audit_journal.c.journal == journal,
+                                                      audit_journal.c.tenant == t))
 
 
 _PG_TYPES = {"seq": "bigint", "recorded": "bigint"}

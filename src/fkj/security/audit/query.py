@@ -19,7 +19,8 @@ def search_audit(engine: Engine, tenant: str, patient: str | None = None,
                  agent: str | None = None, since_us: int | None = None,
                  until_us: int | None = None, limit: int = 100, *,
                  purpose: str | None = None, outcome: str | None = None) -> list[dict]:
-    """Audit records of ``tenant``, newest first.
+    """Audit records of ``tenant``, newest first (by the time of the access; a read record
+    is chained moments after the access, so chain order is not time order).
 
     ``patient`` is ``Patient/x`` (or just ``x``); ``agent`` the HPR-nummer, fødselsnummer or
     client id of the requestor; ``since_us``/``until_us`` bound ``recorded`` (inclusive,
@@ -45,7 +46,7 @@ def search_audit(engine: Engine, tenant: str, patient: str | None = None,
         q = q.where((" " + c.purpose + " ").like(f"% {purpose} %"))
     if outcome:
         q = q.where(c.outcome == outcome)
-    q = q.order_by(c.seq.desc()).limit(limit)
+    q = q.order_by(c.recorded.desc(), c.seq.desc()).limit(limit)
     with scope(engine, tenant) as conn:
         rows = conn.execute(q).all()
     return [{

@@ -66,4 +66,15 @@ audit_head = Table(
     Column("last_hash", String(64), nullable=False),
 )
 
-AUDIT_TABLES = (audit_log, audit_patient, audit_head)
+#: how far each process journal's read records of a tenant are chained (the journal's
+#: *watermark*, see :mod:`fkj.security.audit.journal`), moved in the transaction that appends
+#: them, so a record is chained exactly once; rows of deleted journals are removed
+audit_journal = Table(
+    "audit_journal", metadata,
+    Column("journal", String(32), primary_key=True),
+    Column("tenant", String(4), primary_key=True),
+    #: the last position of the journal whose record of this tenant is in the chain
+    Column("shipped", BigInteger, nullable=False),
+)
+
+AUDIT_TABLES = (audit_log, audit_patient, audit_head, audit_journal)

@@ -9,10 +9,11 @@
 * ``hooks.before_commit`` — :func:`audit_writes`: one AuditEvent per write, appended inside the
   write transaction (a failing append rolls the write back; 503).
 * ``fkj.after_response`` — :func:`audit_response`: reads, searches, history, operations,
-  Bundle GET entries and every failure or denial (401/403/policy), recorded through the
-  process-wide group-commit :class:`~fkj.security.audit.writer.AuditWriter`
-  (``fkj.services.extras["audit_writer"]``) before the response is sent; if the record cannot
-  be committed the response is replaced by 503.
+  Bundle GET entries and every failure or denial (401/403/policy), written through the
+  process-wide :class:`~fkj.security.audit.writer.AuditWriter`
+  (``fkj.services.extras["audit_writer"]``; by default into the process's audit journal,
+  chained in batches, see :func:`server_writer`) before the response is sent; if the record
+  cannot be written the response is replaced by 503.
 
 ``FKJ_AUDIT=0`` (benchmarks only) leaves out the audit hooks (the append-only guard and the
 operation stay).
@@ -71,8 +72,7 @@ def register_audit(fkj, *, enabled: bool | None = None) -> AuditWriter:
     enabled = audit_enabled() if enabled is None else enabled
     writer = extras.get("audit_writer")
     if writer is None:
-        writer = AuditWriter(services.engine, enabled=enabled,
-                             sync=os.environ.get("FKJ_AUDIT_READ_SYNC", "normal"))
+        writer = server_writer(services.engine, enabled=enabled)
         extras["audit_writer"] = writer
     hooks = services.hooks
     if guard not in hooks.authorize:
@@ -86,6 +86,27 @@ def register_audit(fkj, *, enabled: bool | None = None) -> AuditWriter:
     operations.OPERATIONS.setdefault("tilgangslogg", "tilgangslogg")
     extras[_REGISTERED] = True
     return writer
+
+
+def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
+    """The audit writer of a server process, as the environment asks:
+    ``FKJ_AUDIT_READS`` = ``journal`` (default: read records are written to this process's
+    audit journal before the answer and chained in batches) or ``database`` (committed to
+    the chain before the answer); ``FKJ_AUDIT_READ_SYNC`` = ``normal`` (default) or ``full``
+    (on disk before the answer); ``FKJ_AUDIT_JOURNAL_DIR`` (where journals live)."""
+    from fkj.security.audit.journal import AuditJournal, database_identity, default_directory
+
+    reads = os.environ.get("FKJ_AUDIT_READS", "journal")
+    sync = os.environ.get("FKJ_AUDIT_READ_SYNC", "normal")
+    if reads not in ("journal", "database"):
+        raise ValueError(f"FKJ_AUDIT_READS must be 'journal' or 'database', not {reads!r}")
+    if sync not in ("normal", "full"):
+        raise ValueError(f"FKJ_AUDIT_READ_SYNC must be 'normal' or 'full', not {sync!r}")
+    journal = None
+    if reads == "journal":
+        url = engine.url.render_as_string(hide_password=False)
+        journal = AuditJournal(default_directory(url), database_identity(url), sync=sync)
+    return AuditWriter(engine, enabled=enabled, sync=sync, journal=journal)
 
 
 # ------------------------------------------------------------------------------ hooks

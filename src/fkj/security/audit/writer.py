@@ -1,18 +1,28 @@
-"""Group commit for read audits: ``AuditWriter.record`` returns only once the events are
-committed, yet concurrent readers share one transaction (and one disk flush) per tenant.
+"""The writer of read audit records: ``AuditWriter.submit`` / ``record`` return once a
+record is *written*; the records reach the tenant's hash chain in the database in batches.
 
-Leader-based: the caller that finds no commit running becomes the *leader* and commits,
-in its own thread, every record queued so far (its own and those that arrived while the
-previous commit ran), grouped by tenant, each tenant's in one transaction
-(:func:`~fkj.security.audit.chain.append_in_transaction`); the others wait for their
-future. An uncontended read thus pays no hand-over to another thread. A caller whose
-tenant's commit failed gets the exception, so the read fails instead of going unaudited.
+Two ways of writing (``reads``):
 
-A caller on the event loop (the point reads ``fkj.app`` answers without a worker thread)
-commits there only when its record is the only one in flight. Otherwise the loop would
-stand still for the database round trip and no other request's record could join the
-batch: the record is queued for the writer's committer thread, and the caller awaits the
-future while the loop goes on serving requests, whose records share the next transaction.
+* ``"journal"`` (what ``fkj serve`` uses): a record is written to this process's audit
+  journal (:mod:`fkj.security.audit.journal`) before the answer — one ``write`` of one
+  line, synced to disk first with ``sync="full"`` — and the *shipper* thread moves the
+  journal's records into the chain every :data:`SHIP_INTERVAL` seconds, many records per
+  transaction, together with the journal's watermark (exactly once, also after a crash).
+  If the journal cannot be written, the access fails (503). If the chain has not taken
+  records for :data:`MAX_LAG` seconds (the database refuses them), new accesses fail too,
+  until it takes them again: the journal never grows without bound behind a broken log.
+  Orphaned journals of processes that died are shipped by the shipper at start and every
+  :data:`~fkj.security.audit.journal.ORPHAN_SCAN` seconds.
+* ``"database"`` (``journal=None``; the CLI, and ``FKJ_AUDIT_READS=database``): a record is
+  committed to the chain before :meth:`AuditWriter.record` returns. Concurrent callers share
+  one transaction per tenant (group commit): the caller that finds no commit running
+  becomes the *leader* and commits, in its own thread, every record queued so far; the
+  others wait for their future. A caller on the event loop commits there only when its
+  record is the only one in flight; otherwise the record is queued for the committer
+  thread while the loop serves other requests, whose records join the batch.
+
+:meth:`AuditWriter.flush` chains everything written so far (``$tilgangslogg`` and the other
+readers of the log call it, so a process sees its own accesses at once).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -31,37 +42,51 @@ from fkj.security.audit.chain import (
     append_autonomous_pg,
     append_autonomous_sqlite,
     append_in_transaction,
+    audit_row,
+    forget_journal,
+    shipped_positions,
 )
+from fkj.security.audit.journal import ORPHAN_SCAN, AuditJournal, Entry, orphans
 from fkj.store.backend import scope
 
 log = logging.getLogger(__name__)
 
+#: seconds between two shipments of journaled records into the chain (a record is in the
+#: chain at most about this long after it was written)
+SHIP_INTERVAL = 0.05
+#: new accesses fail once the oldest record not yet chained is this many seconds old
+MAX_LAG = 5.0
+#: … or once this many records wait to be chained
+MAX_BACKLOG = 100_000
+
 
 class AuditUnavailable(ServiceUnavailable):
-    """The audit record could not be committed, so the access it records must not happen."""
+    """The audit record could not be written, so the access it records must not happen."""
 
 
 class AuditWriter:
-    """Batches audit records from many threads into one transaction per tenant.
+    """Writes audit records of reads from many threads; see the module docstring.
 
-    ``sync``: ``"full"`` — a record is on disk (fsync) before :meth:`record` returns;
-    ``"normal"`` — it is committed (visible, hash-chained, it survives a crash of the server
-    process) before :meth:`record` returns, and reaches the disk with the next WAL sync
-    (SQLite ``synchronous=NORMAL`` on the writer's own connection, PostgreSQL
-    ``synchronous_commit = off`` for the audit transaction): an operating-system crash or a
-    power loss can lose the last moments of read records, never a write's record (those
-    commit inside the write's own, fully synchronous transaction) and never the chain's
-    consistency.
+    ``sync``: ``"full"`` — a record is on disk (journal ``fdatasync``, or a synchronous
+    commit) before :meth:`record` returns; ``"normal"`` — it is written (journal) or
+    committed (database; ``synchronous_commit = off`` on PostgreSQL, ``synchronous=NORMAL``
+    on SQLite) before :meth:`record` returns and reaches the disk moments later: an
+    operating-system crash or a power loss can lose the last moments of read records, never
+    a write's record (it commits inside the write's own, fully synchronous transaction) and
+    never the chain's consistency. Shipped journal records are committed synchronously.
 
     ``enabled = False`` turns auditing off (benchmarks only): ``record`` then returns at once.
     """
 
     def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 5000,
-                 timeout: float = 30.0, sync: str = "full", **_ignored):
+                 timeout: float = 30.0, sync: str = "full", journal: AuditJournal | None = None,
+                 ship_interval: float = SHIP_INTERVAL, max_lag: float = MAX_LAG,
+                 max_backlog: int = MAX_BACKLOG, **_ignored):
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self.sync = sync
-        if sync == "normal" and engine.dialect.name == "sqlite":
+        self.journal = journal
+        if sync == "normal" and journal is None and engine.dialect.name == "sqlite":
             # PRAGMA synchronous is per connection: the audit writer gets its own pool
             from fkj.store.engine import make_engine
             engine = make_engine(engine.url.render_as_string(hide_password=False),
@@ -70,35 +95,52 @@ class AuditWriter:
         self.enabled = enabled
         self.max_batch = max_batch
         self.timeout = timeout
+        self.ship_interval = ship_interval
+        self.max_lag = max_lag
+        self.max_backlog = max_backlog
+        # database mode: (tenant, events, future) waiting for a commit
         self._pending: deque = deque()
+        # journal mode: (entry, monotonic time written) waiting to be chained
+        self._journaled: deque = deque()
+        self._inflight_since: float | None = None
+        self._tenants: set[str] = set()
         self._leader = threading.Lock()
         self._wake = threading.Condition()
         self._count_lock = threading.Lock()
-        #: records submitted and not yet committed (or failed)
+        #: records submitted and not yet committed (or failed), database mode
         self._in_flight = 0
         self._committer: threading.Thread | None = None
         self._closed = False
-        self._pg_function = True
-        #: statistics: transactions committed and records written
+        self._flush_now = False
+        #: the last error of a shipment (journal mode), for the refusals it causes
+        self.last_error: str | None = None
+        #: statistics: transactions committed and records written to the chain
         self.commits = 0
         self.records = 0
+        if journal is not None and enabled:
+            self._committer = threading.Thread(target=self._ship_loop, daemon=True,
+                                               name="fkj-audit-ship")
+            self._committer.start()
 
     # ------------------------------------------------------------------ public API
     def submit(self, tenant: str, events: Sequence[dict], *, lead: bool | None = True
                ) -> Future:
-        """Queue ``events`` and, unless a commit is running, commit the queue in this
-        thread; the future completes (or fails) when they are committed.
+        """Write ``events``; the future completes (or fails) when they are written (journal)
+        or committed (database mode).
 
-        ``lead=None`` (a caller on the event loop): commit here only when no other record
-        is in flight (a lone request pays no hand-over to another thread), else leave the
-        commit to the committer thread, so that the loop serves the next requests and their
-        records join the batch."""
+        ``lead`` (database mode): commit the queue in this thread unless a commit is running;
+        ``lead=None`` (a caller on the event loop): commit here only when no other record is
+        in flight, else leave the commit to the committer thread, so that the loop serves
+        the next requests and their records join the batch."""
         fut: Future = Future()
         if not self.enabled or not events:
             fut.set_result(None)
             return fut
         if self._closed:
             raise AuditUnavailable("the audit writer is closed")
+        if self.journal is not None:
+            self._write(tenant, events, fut)
+            return fut
         with self._count_lock:
             alone = self._in_flight == 0
             self._in_flight += 1
@@ -110,12 +152,8 @@ class AuditWriter:
             self._hand_over()
         return fut
 
-    def _finished(self, _fut) -> None:
-        with self._count_lock:
-            self._in_flight -= 1
-
     def record(self, tenant: str, events: Sequence[dict]) -> None:
-        """Block until ``events`` are committed to ``tenant``'s audit log; raise
+        """Block until ``events`` are written to ``tenant``'s audit log; raise
         :class:`AuditUnavailable` if they could not be."""
         fut = self.submit(tenant, events)
         try:
@@ -135,18 +173,229 @@ class AuditWriter:
         except Exception as e:
             raise AuditUnavailable(f"the access could not be audited: {e}") from e
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Chain every record written before this call (journal mode; in database mode they
+        are chained already). Raises :class:`AuditUnavailable` if that fails."""
+        if self.journal is None or not self.enabled:
+            return
+        if not self._leader.acquire(timeout=self.timeout if timeout is None else timeout):
+            raise AuditUnavailable("the audit log did not take the records in time")
+        try:
+            while self._journaled:
+                if not self._ship():
+                    raise AuditUnavailable(f"the audit log does not take records: "
+                                           f"{self.last_error}")
+        finally:
+            self._leader.release()
+
+    def lag(self) -> float:
+        """Seconds since the oldest record not yet chained was written (journal mode)."""
+        oldest = [t for t in (self._front_time(), self._inflight_since) if t is not None]
+        return time.monotonic() - min(oldest) if oldest else 0.0
+
+    def recover(self) -> int:
+        """Ship the records of orphaned journals (of processes that died) into the chain and
+        delete the journals; returns how many records were chained."""
+        if self.journal is None:
+            return 0
+        with self._leader:
+            return self._recover_orphans()
+
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued; refuse new records."""
+        """Chain (or commit) what is queued; refuse new records. A journal whose records
+        could not all be chained stays on disk for the next process."""
         self._closed = True
         with self._wake:
             self._wake.notify_all()
         if self._leader.acquire(timeout=timeout):
             try:
-                self._drain()
+                if self.journal is not None:
+                    while self._journaled and self._ship():
+                        pass
+                    retired = self.journal.close(chained=not self._journaled)
+                    if retired:
+                        self._forget(retired)
+                else:
+                    self._drain()
             finally:
                 self._leader.release()
+        t = self._committer
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
 
-    # ------------------------------------------------------------------ committing
+    # ------------------------------------------------------------------ journal mode
+    def _write(self, tenant: str, events: Sequence[dict], fut: Future) -> None:
+        lag = self.lag()
+        if lag > self.max_lag or len(self._journaled) >= self.max_backlog:
+            self._poke()
+            fut.set_exception(AuditUnavailable(
+                f"the access could not be audited: the audit log has not taken records for "
+                f"{lag:.1f} s ({len(self._journaled)} waiting): {self.last_error}"))
+            return
+        rows = [audit_row(e) for e in events]
+        now = time.monotonic()
+        queue = self._journaled
+        first = False
+
+        def queued(entries: list[Entry]) -> None:
+            nonlocal first
+            first = not queue
+            queue.extend((e, now) for e in entries)
+        try:
+            self.journal.append(tenant, rows, then=queued)
+        except OSError as e:
+            log.error("the audit journal cannot be written: %s", e)
+            fut.set_exception(AuditUnavailable(
+                f"the access could not be audited: the audit journal cannot be written: {e}"))
+            return
+        self._tenants.add(tenant)
+        if first:  # the shipper sleeps while nothing waits: the first record wakes it
+            with self._wake:
+                self._wake.notify()
+        fut.set_result(None)
+
+    def _front_time(self) -> float | None:
+        try:
+            return self._journaled[0][1]
+        except IndexError:
+            return None
+
+    def _poke(self) -> None:
+        with self._wake:
+            self._flush_now = True
+            self._wake.notify()
+
+    def _ship_loop(self) -> None:
+        next_scan = 0.0  # orphans first: a server started after a crash ships them at once
+        failures = 0
+        while True:
+            with self._wake:
+                while (not self._journaled and not self._closed
+                       and time.monotonic() < next_scan):
+                    self._wake.wait(min(1.0, max(0.0, next_scan - time.monotonic())))
+                if self._closed:
+                    return  # close() ships the rest
+                # let the records of the next moments join this shipment
+                pause = self.ship_interval * (2 ** min(failures, 5))
+                deadline = time.monotonic() + pause
+                while not self._closed and not self._flush_now:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                self._flush_now = False
+                if self._closed:
+                    return
+            with self._leader:
+                ok = True
+                while ok and self._journaled:
+                    ok = self._ship()
+                failures = 0 if ok else failures + 1
+                if time.monotonic() >= next_scan:
+                    try:
+                        self._recover_orphans()
+                    except Exception as e:  # noqa: BLE001 - retried at the next scan
+                        log.error("recovering orphaned audit journals failed: %s", e)
+                    next_scan = time.monotonic() + ORPHAN_SCAN
+
+    def _ship(self) -> bool:
+        """Chain up to ``max_batch`` journaled records, one transaction per tenant (with the
+        journal's watermark). Records of a tenant whose append failed go back to the front
+        of the queue, in order. Call with the leader lock held. True if all went in."""
+        taken = []
+        while self._journaled and len(taken) < self.max_batch:
+            taken.append(self._journaled.popleft())
+        if not taken:
+            return True
+        self._inflight_since = taken[0][1]
+        by_tenant: dict[str, list] = {}
+        for item in taken:
+            by_tenant.setdefault(item[0].tenant, []).append(item)
+        failed: list = []
+        try:
+            for tenant, items in by_tenant.items():
+                entries = [e for e, _ in items]
+                try:
+                    self._append(tenant, entries)
+                except Exception as e:  # noqa: BLE001 - kept and retried; see MAX_LAG
+                    self.last_error = str(e).splitlines()[0][:500]
+                    log.error("chaining %d audit records of tenant %s failed (kept in the "
+                              "journal, retried): %s", len(entries), tenant, self.last_error)
+                    failed.extend(items)
+                    continue
+                self.commits += 1
+                self.records += len(entries)
+        finally:
+            if failed:
+                failed.sort(key=lambda item: item[0].seq)
+                self._journaled.extendleft(reversed(failed))
+            self._inflight_since = None
+        if failed:
+            return False
+        self.last_error = None
+        last = taken[-1][0]
+        retired = self.journal.retire_if_full((last.journal, last.seq))
+        if retired:
+            self._forget(retired)
+        return True
+
+    def _append(self, tenant: str, entries: list[Entry]) -> None:
+        rows = [e.row for e in entries]
+        watermark = (entries[0].journal, entries[-1].seq)
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            append_autonomous_pg(self.engine, tenant, rows, "on", watermark,
+                                 lines=[e.line for e in entries])
+        elif dialect == "sqlite":
+            append_autonomous_sqlite(self.engine, tenant, rows, watermark)
+        else:  # pragma: no cover - the two backends above are the supported ones
+            raise RuntimeError(f"no audit append for {dialect}")
+
+    def _forget(self, journal_id: str) -> None:
+        try:
+            forget_journal(self.engine, journal_id, sorted(self._tenants))
+        except Exception as e:  # noqa: BLE001 - leftover watermark rows are harmless
+            log.warning("removing the watermarks of audit journal %s failed: %s",
+                        journal_id, e)
+
+    def _recover_orphans(self) -> int:
+        total = 0
+        for orphan in orphans(self.journal.directory, self.journal.database):
+            tenants = list(dict.fromkeys(e.tenant for e in orphan.entries))
+            try:
+                done = shipped_positions(self.engine, orphan.journal_id, tenants) \
+                    if tenants else {}
+                n = 0
+                for tenant in tenants:
+                    todo = [e for e in orphan.entries
+                            if e.tenant == tenant and e.seq > done[tenant]]
+                    for i in range(0, len(todo), self.max_batch):
+                        chunk = todo[i:i + self.max_batch]
+                        self._append(tenant, chunk)
+                        n += len(chunk)
+            except Exception as e:  # noqa: BLE001 - left in place, retried at the next scan
+                log.error("audit journal %s could not be chained yet: %s", orphan.path, e)
+                orphan.release(delete=False)
+                continue
+            orphan.release(delete=True)
+            if tenants:
+                try:
+                    forget_journal(self.engine, orphan.journal_id, tenants)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("removing the watermarks of %s failed: %s",
+                                orphan.journal_id, e)
+            if n:
+                log.warning("chained %d audit records from the journal of a process that "
+                            "ended without chaining them (%s)", n, orphan.path.name)
+            total += n
+            self.records += n
+        return total
+
+    # ------------------------------------------------------------------ database mode
+    def _finished(self, _fut) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
+
     def _hand_over(self) -> None:
         with self._wake:
             if self._committer is None or not self._committer.is_alive():
@@ -193,20 +442,13 @@ class AuditWriter:
         for tenant, items in by_tenant.items():
             try:
                 events = [e for evs, _ in items for e in evs]
-                if self.engine.dialect.name == "postgresql" and self._pg_function:
-                    try:
-                        append_autonomous_pg(self.engine, tenant, events,
-                                             "off" if self.sync == "normal" else "on")
-                    except Exception as e:  # a database migrated before the function existed
-                        if "fkj_audit_append" not in str(e):
-                            raise
-                        log.warning("fkj_audit_append() is missing (run `fkj migrate`); "
-                                    "appending statement by statement")
-                        self._pg_function = False
-                        with scope(self.engine, tenant, write=True) as conn:
-                            append_in_transaction(conn, tenant, events)
-                elif self.engine.dialect.name == "sqlite":
-                    append_autonomous_sqlite(self.engine, tenant, events)
+                dialect = self.engine.dialect.name
+                if dialect == "postgresql":
+                    append_autonomous_pg(self.engine, tenant, [audit_row(e) for e in events],
+                                         "off" if self.sync == "normal" else "on")
+                elif dialect == "sqlite":
+                    append_autonomous_sqlite(self.engine, tenant,
+                                             [audit_row(e) for e in events])
                 else:
                     with scope(self.engine, tenant, write=True) as conn:
                         append_in_transaction(conn, tenant, events)
