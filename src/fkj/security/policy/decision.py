@@ -599,21 +599,30 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
         return or_(*conds)
 
     conds = []
+    # A search of one type (``rtype``) gets only the parts that can apply to that type: a
+    # sub-select that cannot match still costs the planner (and SQLAlchemy) its share.
+    def may_be(t_: str) -> bool:
+        return rtype is None or rtype == t_
+
     # 1. role: categories of patient data the caller may read
     hidden_types = sorted(x for x in R.patient_types()
                           if x != "Observation" and R.category_of(x) not in ctx.read_cats)
-    if hidden_types:
+    if rtype is not None:
+        if rtype in hidden_types:
+            return false()
+    elif hidden_types:
         conds.append(_not_in(r.c.type, hidden_types))
     vitals, lab = "vitals" in ctx.read_cats, "lab" in ctx.read_cats
-    if not (vitals and lab):
+    if not (vitals and lab) and may_be("Observation"):
         labs = ctx.cached("labs", lambda: _token_rids(t, "category", None, ["laboratory"],
                                                       "Observation"))
+        is_obs = r.c.type == "Observation" if rtype is None else true()
         if not vitals and not lab:
-            conds.append(r.c.type != "Observation")
+            conds.append(not_(is_obs))
         elif not lab:
-            conds.append(not_(and_(r.c.type == "Observation", r.c.rid.in_(labs))))
+            conds.append(not_(and_(is_obs, r.c.rid.in_(labs))))
         else:
-            conds.append(not_(and_(r.c.type == "Observation", r.c.rid.not_in(labs))))
+            conds.append(not_(and_(is_obs, r.c.rid.not_in(labs))))
     # 2. care relation or emergency grant, for every patient of the resource
     grants = sorted(ctx.grants)
     whole = sorted(ctx.whole_blocked)
@@ -632,7 +641,10 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
             ors.append(col.in_(related))
         return and_(or_(*ors), _not_in(col, whole))
 
-    conds.append(or_(r.c.type != "Patient", allowed(r.c.id)))
+    if rtype is None:
+        conds.append(or_(r.c.type != "Patient", allowed(r.c.id)))
+    elif rtype == "Patient":
+        conds.append(allowed(r.c.id))
     if pairs:
         conds.append(not_(exists().where(
             _per_row(ref, r, t), _pair_cond(ref, pairs),
@@ -642,8 +654,11 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
         conds.append(r.c.rid.not_in(ctx.cached("hidden", lambda: _token_rids(
             t, "_security", S.ACTCODE, ctx.hidden_labels))))
     # 4. sperring Consents themselves
-    conds.append(not_(and_(r.c.type == "Consent", r.c.rid.in_(ctx.cached(
-        "sperring", lambda: _token_rids(t, "_tag", CONSENT_KIND, ["sperring"], "Consent"))))))
+    if may_be("Consent"):
+        sperring = r.c.rid.in_(ctx.cached("sperring", lambda: _token_rids(
+            t, "_tag", CONSENT_KIND, ["sperring"], "Consent")))
+        conds.append(not_(and_(r.c.type == "Consent", sperring) if rtype is None
+                          else sperring))
     # 5. partial blocks (by label, class or resource)
     hides = []
     for rule in ctx.rules:
