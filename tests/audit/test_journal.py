@@ -257,3 +257,17 @@ def test_fkj_audit_recover_chains_orphaned_journals(db, tenant, tmp_path):
     assert "4 audit record(s) chained" in out.output
     assert chained(db, tenant) == [e["id"] for e in events]
     assert list(directory.glob(f"*{SUFFIX}")) == []
+
+
+def test_postgresql_compresses_audit_records_with_lz4(db):
+    if db.backend != "postgresql":
+        pytest.skip("a PostgreSQL storage setting")
+    from sqlalchemy import text
+    with db.owner_engine.connect() as conn:
+        method = conn.execute(text(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'audit_log'::regclass "
+            "AND attname = 'content'")).scalar_one()
+        has_lz4 = conn.execute(text(
+            "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
+            "AND 'lz4' = ANY(enumvals)")).scalar_one()
+    assert method == ("l" if has_lz4 else "")

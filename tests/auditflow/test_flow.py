@@ -88,6 +88,26 @@ def test_reads_searches_history_and_operations_are_audited(aclient, audited):
     assert verify_chain(audited.services.engine, t).ok
 
 
+def test_a_set_of_results_is_listed_compactly_and_a_read_in_an_entity(aclient, audited):
+    """A search (history, operation) showing several resources lists them in one entity per
+    type, ids and versions in a detail; a read names its resource in an entity of its own."""
+    c, t = aclient, aclient.tenant
+    p = create(c, {"resourceType": "Patient", "name": [{"family": "Kort"}]})
+    obs_ids = [create(c, obs(p["id"]))["id"] for _ in range(3)]
+    before = len(audit_rows(audited, t))
+    assert c.get(f"{c.base}/Observation", params={"subject": f"Patient/{p['id']}"}).status_code == 200
+    assert c.get(f"{c.base}/Observation/{obs_ids[0]}").status_code == 200
+    search, read = (r["event"] for r in new_rows(audited, t, before))
+    data = [e for e in search["entity"] if e["role"]["code"] == "4"]
+    assert len(data) == 1 and data[0]["name"] == "Observation" and "what" not in data[0]
+    assert sorted(data[0]["detail"][0]["valueString"].split()) == sorted(
+        f"{i}/_history/1" for i in obs_ids)
+    assert [e["what"]["reference"] for e in search["entity"] if e["role"]["code"] == "1"] == [
+        f"Patient/{p['id']}"]
+    assert [e["what"]["reference"] for e in read["entity"] if e["role"]["code"] == "4"] == [
+        f"Observation/{obs_ids[0]}/_history/1"]
+
+
 def test_large_searchset_gets_a_compact_entity_list(aclient, audited):
     c, t = aclient, aclient.tenant
     entries = [{"resource": {"resourceType": "Patient", "name": [{"family": f"Mange{i}"}]},
