@@ -1,7 +1,7 @@
 """``fkj bench policy``: what the access policy and the audit log cost a reader.
 
 Per backend, one ``fkj serve`` with policy + audit on (the default) and one with both off
-(``FKJ_AUDIT=0 FKJ_POLICY=0``), the same data, measured in alternating rounds. The reader is a physician (``lege``) of a
+(``FKJ_AUDIT=0 FKJ_POLICY=0``), the same data, taking turns every few requests. The reader is a physician (``lege``) of a
 home-care unit with a care relation (CareTeam) to every patient — the policy applies to
 personnel, not to system clients — doing read-by-id and a search
 (``Observation?subject=Patient/x``), p50 over keep-alive HTTP at concurrency 1 and 8, printed
@@ -27,8 +27,8 @@ from fkj.store.engine import make_engine
 
 PATIENTS = 200
 OBS_PER_PATIENT = 10
-READS = 2000
-SEARCHES = 600
+READS = 6000
+SEARCHES = 1600
 OFF = {"FKJ_AUDIT": "0", "FKJ_POLICY": "0"}
 PRACTITIONER = "bench-lege"
 
@@ -92,34 +92,55 @@ def audit_count(url: str) -> int:
         engine.dispose()
 
 
-async def latencies(base: str, token: str, paths: list[str], n: int, concurrency: int):
-    h = {"Authorization": f"Bearer {token}"}
-    rnd = random.Random(1)
-    lat: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=f"{base}/fhir/4601", headers=h, limits=limits,
-                                 timeout=60) as c:
-        for _ in range(50):  # warm-up
-            await c.get(rnd.choice(paths))
+#: requests per worker that one server gets before the other server's turn
+BLOCK = 20
 
-        async def worker(k: int):
+
+async def interleaved(servers: dict[str, tuple[str, str]], paths: list[str], n: int,
+                      concurrency: int) -> dict[str, float]:
+    """p50 latency (ms) per server of ``n`` GETs of random ``paths`` at ``concurrency``.
+
+    The servers take turns in short blocks (``BLOCK`` requests per worker), so that the
+    machine's drifts in speed — other processes, CPU frequency, the database's background
+    work — hit every server alike instead of whichever one happened to run then."""
+    rnd = random.Random(1)
+    lat: dict[str, list[float]] = {name: [] for name in servers}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    clients = {name: httpx.AsyncClient(base_url=f"{base}/fhir/4601", limits=limits,
+                                       headers={"Authorization": f"Bearer {token}"},
+                                       timeout=60)
+               for name, (base, token) in servers.items()}
+    try:
+        for name, c in clients.items():  # warm-up: connections, caches, plans
+            for _ in range(50):
+                await c.get(rnd.choice(paths))
+
+        async def worker(name: str, k: int):
+            c = clients[name]
             for _ in range(k):
                 t = time.perf_counter()
                 r = await c.get(rnd.choice(paths))
-                lat.append(time.perf_counter() - t)
+                lat[name].append(time.perf_counter() - t)
                 assert r.status_code == 200, r.text[:300]
 
-        await asyncio.gather(*[worker(n // concurrency) for _ in range(concurrency)])
-    return percentile([x * 1000 for x in lat], 50)
+        per_block = BLOCK * concurrency
+        for _ in range(max(1, n // per_block)):
+            for name in servers:
+                await asyncio.gather(*[worker(name, BLOCK) for _ in range(concurrency)])
+    finally:
+        for c in clients.values():
+            await c.aclose()
+    return {name: percentile([x * 1000 for x in v], 50) for name, v in lat.items()}
 
 
-def measure(base: str, token: str, pids: list[str], oids: list[str]) -> dict:
+def measure(servers: dict[str, tuple[str, str]], pids: list[str], oids: list[str]) -> dict:
+    """{(kind, concurrency): {server: p50 ms}}."""
     reads = [f"/Observation/{i}" for i in oids]
     searches = [f"/Observation?subject=Patient/{p}" for p in pids]
     out = {}
     for c in (1, 8):
-        out[("read", c)] = asyncio.run(latencies(base, token, reads, READS, c))
-        out[("search", c)] = asyncio.run(latencies(base, token, searches, SEARCHES, c))
+        out[("read", c)] = asyncio.run(interleaved(servers, reads, READS, c))
+        out[("search", c)] = asyncio.run(interleaved(servers, searches, SEARCHES, c))
     return out
 
 
@@ -136,15 +157,9 @@ def reader_token(url: str, base: str) -> str:
         engine.dispose()
 
 
-ROUNDS = 3
-
-
 def bench_backend(backend: str) -> tuple[dict, dict, str]:
-    """Both servers run side by side on the same data; ROUNDS alternating rounds (on, off,
-    on, off …) so that drift of the machine's speed hits both alike; per measurement the
-    median of the rounds' p50s."""
-    import statistics
-    rounds = {"on": [], "off": []}
+    """Both servers run side by side on the same data and take turns request block by
+    request block (:func:`interleaved`)."""
     with database(backend) as url:
         with server(url) as (base, token):
             pids, oids = seed(base, token)
@@ -166,18 +181,20 @@ def bench_backend(backend: str) -> tuple[dict, dict, str]:
             from fkj.store.maintenance import WATCH_INTERVAL
             time.sleep(WATCH_INTERVAL + 1)  # the statistics watcher renews its connections
             with server(url, extra_env=OFF) as (base_off, _):
-                reader_off = reader_token(url, base_off)
-                for _ in range(ROUNDS):
-                    rounds["on"].append(measure(base, reader, pids, oids))
-                    time.sleep(1)  # the last records of the round reach the chain
-                    n = audit_count(url)
-                    rounds["off"].append(measure(base_off, reader_off, pids, oids))
-                    assert audit_count(url) == n, "FKJ_AUDIT=0 was not honoured"
-        with make_engine(url, app_role=False).connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
-    out = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in rounds.items()}
-    return out["on"], out["off"], (f"fkj serve, on and off side by side, median of {ROUNDS} "
-                                   f"alternating rounds; {rows} audit records written")
+                servers = {"on": (base, reader), "off": (base_off, reader_token(url, base_off))}
+                before = audit_count(url)
+                result = measure(servers, pids, oids)
+                time.sleep(1)  # the last records reach the chain
+                written = audit_count(url) - before
+        # the 'on' server's requests: the warm-up and whole blocks, per kind and concurrency
+        expected = sum(50 + n // (BLOCK * c) * BLOCK * c
+                       for n in (READS, SEARCHES) for c in (1, 8))
+        assert written == expected, f"{written} audit records for {expected} requests on"
+    on = {k: v["on"] for k, v in result.items()}
+    off = {k: v["off"] for k, v in result.items()}
+    return on, off, (f"fkj serve, on and off side by side, taking turns every {BLOCK} "
+                     f"requests per client; {written} audit records written by the 'on' "
+                     f"server for its {expected} requests, none by the 'off' server")
 
 
 def _unrelated_token(url: str, base: str) -> str:
