@@ -266,8 +266,13 @@ class AuditWriter:
             self._wake.notify()
 
     def _ship_loop(self) -> None:
+        """One shipment (up to ``max_batch`` records) per ``ship_interval``, so that records
+        arriving meanwhile join the next one: under a steady stream of reads the shipments
+        stay few and large instead of chasing each record (each costs a transaction and, on
+        SQLite, a disk flush). A backlog of a whole batch or more is shipped at once."""
         next_scan = 0.0  # orphans first: a server started after a crash ships them at once
         failures = 0
+        last = time.monotonic()
         while True:
             with self._wake:
                 while (not self._journaled and not self._closed
@@ -275,10 +280,10 @@ class AuditWriter:
                     self._wake.wait(min(1.0, max(0.0, next_scan - time.monotonic())))
                 if self._closed:
                     return  # close() ships the rest
-                # let the records of the next moments join this shipment
-                pause = self.ship_interval * (2 ** min(failures, 5))
-                deadline = time.monotonic() + pause
-                while not self._closed and not self._flush_now:
+                # wait for the next shipment's time (longer after failures)
+                deadline = last + self.ship_interval * (2 ** min(failures, 5))
+                while (not self._closed and not self._flush_now
+                       and len(self._journaled) < self.max_batch):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -286,10 +291,9 @@ class AuditWriter:
                 self._flush_now = False
                 if self._closed:
                     return
+            last = time.monotonic()
             with self._leader:
-                ok = True
-                while ok and self._journaled:
-                    ok = self._ship()
+                ok = self._ship()
                 failures = 0 if ok else failures + 1
                 if time.monotonic() >= next_scan:
                     try:
