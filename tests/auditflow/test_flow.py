@@ -108,6 +108,22 @@ def test_a_set_of_results_is_listed_compactly_and_a_read_in_an_entity(aclient, a
         f"Observation/{obs_ids[0]}/_history/1"]
 
 
+def test_a_search_record_names_every_patient_the_results_refer_to(aclient, audited):
+    """The patients of a search's record come from the stored text of what was shown (no
+    second parse of the Bundle): the subject, and a patient named anywhere else (performer),
+    also in a versioned reference."""
+    c, t = aclient, aclient.tenant
+    p = create(c, {"resourceType": "Patient", "name": [{"family": "Subjekt"}]})
+    q = create(c, {"resourceType": "Patient", "name": [{"family": "Utforer"}]})
+    o = obs(p["id"])
+    o["performer"] = [{"reference": f"Patient/{q['id']}/_history/1"}]
+    create(c, o)
+    before = len(audit_rows(audited, t))
+    assert c.get(f"{c.base}/Observation", params={"subject": f"Patient/{p['id']}"}).status_code == 200
+    (row,) = new_rows(audited, t, before)
+    assert row["patients"] == [f"Patient/{p['id']}", f"Patient/{q['id']}"]
+
+
 def test_large_searchset_gets_a_compact_entity_list(aclient, audited):
     c, t = aclient, aclient.tenant
     entries = [{"resource": {"resourceType": "Patient", "name": [{"family": f"Mange{i}"}]},

@@ -43,3 +43,7 @@ class FhirResponse:
     #: bytes/str (already JSON) or a dict to serialise; None for no body
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: the stored resources the body shows, as (type, id, version, stored JSON text), when
+    #: the interaction has them at hand (search): the audit log records them from here
+    #: instead of parsing the body again
+    shown: list[tuple[str, str, int, str]] | None = None

@@ -40,7 +40,11 @@ def search(req: FhirRequest, repo, rtype: str | None, base: str, settings,
     if result.warnings:
         oo = operation_outcome([Issue("warning", "not-supported", w) for w in result.warnings])
         entries.append('{"resource":' + orjson.dumps(oo).decode() + ',"search":{"mode":"outcome"}}')
-    return FhirResponse(200, bundle_text("searchset", entries, total=result.total, links=links))
+    shown = [(row.type, row.id, row.version, row.content)
+             for rows in (result.matches, result.includes) for row in rows] \
+        if summary != "count" else []
+    return FhirResponse(200, bundle_text("searchset", entries, total=result.total, links=links),
+                        shown=shown)
 
 
 def _shaping(query):

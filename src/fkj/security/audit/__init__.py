@@ -60,7 +60,7 @@ def record_access(services, tenant: str, principal, *, subtype: str, resources: 
 
 
 _PATIENT_REF = __import__("re").compile(
-    r'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9.\-]{1,64})"')
+    r'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9.\-]{1,64})(?:/_history/[^"/]*)?"')
 
 
 def record_export_page(services, tenant: str, principal, job: str | None,
@@ -74,13 +74,13 @@ def record_export_page(services, tenant: str, principal, job: str | None,
         return
     from fkj.security.audit.wiring import _add_compact_entities
     event = build_audit_event(principal, action="R", subtype="$export", resources=[],
-                              patients=_patients_in(rows), outcome="0",
+                              patients=patients_in(rows), outcome="0",
                               description=f"bulk export job {job}" if job else "fkj export")
     _add_compact_entities(event, [ref for ref, _ in rows])
     writer.record(tenant, [event])
 
 
-def _patients_in(rows) -> list[str]:
+def patients_in(rows) -> list[str]:
     """Every Patient of ``rows`` ((``Type/id``, JSON text or bytes)): the Patients themselves
     and every Patient a resource refers to (a scan of the text, no JSON parsing)."""
     patients: list[str] = []
@@ -112,11 +112,12 @@ def import_batch_events(principal, created: list[tuple[str, object]],
         if not rows:
             continue
         event = build_audit_event(principal, action=action, subtype="$import", resources=[],
-                                  patients=_patients_in(rows), outcome="0",
+                                  patients=patients_in(rows), outcome="0",
                                   description=description)
         _add_compact_entities(event, [ref for ref, _ in rows])
         events.append(event)
     return events
 
 
-__all__ += ["flush_audit", "import_batch_events", "record_access", "record_export_page"]
+__all__ += ["flush_audit", "import_batch_events", "patients_in", "record_access",
+            "record_export_page"]

@@ -269,9 +269,15 @@ def request_events(fkj, req, principal, response, error, repo=None) -> list[dict
             patients.append(f"Patient/{rid}")
         if len(req.segments) == 3 and req.segments[0] == "Patient" and subtype == "search-type":
             patients.append(f"Patient/{req.segments[1]}")
-        body = _json(response.body) if response is not None else None
-        _collect(body, resources, patients,
-                 local_base=f"{fkj.settings.base_url.rstrip('/')}/fhir/{req.tenant}/")
+        shown = getattr(response, "shown", None)
+        if shown is not None:  # a search: its rows, without parsing the Bundle again
+            resources.extend(f"{t}/{i}/_history/{v}" for t, i, v, _ in shown)
+            from fkj.security.audit import patients_in
+            patients.extend(patients_in([(f"{t}/{i}", c) for t, i, _, c in shown]))
+        else:
+            body = _json(response.body) if response is not None else None
+            _collect(body, resources, patients,
+                     local_base=f"{fkj.settings.base_url.rstrip('/')}/fhir/{req.tenant}/")
         if not resources and rtype and rid and not subtype.startswith("$"):
             resources.append(f"{rtype}/{rid}")  # e.g. 304 Not Modified
         if subtype.startswith("search"):
