@@ -184,11 +184,15 @@ def bench_backend(backend: str) -> tuple[dict, dict, str]:
                 servers = {"on": (base, reader), "off": (base_off, reader_token(url, base_off))}
                 before = audit_count(url)
                 result = measure(servers, pids, oids)
-                time.sleep(1)  # the last records reach the chain
+                # the 'on' server's requests: the warm-up and whole blocks, per kind and
+                # concurrency; their records reach the chain within a second or so
+                expected = sum(50 + n // (BLOCK * c) * BLOCK * c
+                               for n in (READS, SEARCHES) for c in (1, 8))
+                deadline = time.monotonic() + 15
+                while audit_count(url) - before < expected and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                time.sleep(1.5)  # had any been written twice, it would show by now
                 written = audit_count(url) - before
-        # the 'on' server's requests: the warm-up and whole blocks, per kind and concurrency
-        expected = sum(50 + n // (BLOCK * c) * BLOCK * c
-                       for n in (READS, SEARCHES) for c in (1, 8))
         assert written == expected, f"{written} audit records for {expected} requests on"
     on = {k: v["on"] for k, v in result.items()}
     off = {k: v["off"] for k, v in result.items()}

@@ -52,8 +52,11 @@ from fkj.store.backend import scope
 log = logging.getLogger(__name__)
 
 #: seconds between two shipments of journaled records into the chain (a record is in the
-#: chain at most about this long after it was written)
-SHIP_INTERVAL = 0.05
+#: chain at most about this long after it was written). Each shipment is a write
+#: transaction; on SQLite a commit also empties the page cache of every other connection
+#: (they re-read what they need), so shipping every 50 ms slowed the searches of a busy
+#: server by a tenth; once a second it costs them next to nothing
+SHIP_INTERVAL = 1.0
 #: new accesses fail once the oldest record not yet chained is this many seconds old
 MAX_LAG = 5.0
 #: … or once this many records wait to be chained
