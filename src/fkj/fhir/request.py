@@ -44,6 +44,6 @@ class FhirResponse:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     #: the stored resources the body shows, as (type, id, version, stored JSON text), when
-    #: the interaction has them at hand (search): the audit log records them from here
-    #: instead of parsing the body again
+    #: the interaction has them at hand (read, vread, search): the audit log records them
+    #: from here instead of parsing the body again
     shown: list[tuple[str, str, int, str]] | None = None

@@ -12,9 +12,10 @@ def read(req: FhirRequest, repo, rtype: str, rid: str) -> FhirResponse:
     inm = req.header("if-none-match")
     if inm and inm.strip() in (s.etag, f'"{s.version}"'):
         return FhirResponse(304, None, headers)
-    return FhirResponse(200, s.content, headers)
+    return FhirResponse(200, s.content, headers, shown=[(s.type, s.id, s.version, s.content)])
 
 
 def vread(req: FhirRequest, repo, rtype: str, rid: str, vid: str) -> FhirResponse:
     s = repo.vread(rtype, rid, vid)
-    return FhirResponse(200, s.content, version_headers(s))
+    return FhirResponse(200, s.content, version_headers(s),
+                        shown=[(s.type, s.id, s.version, s.content)])

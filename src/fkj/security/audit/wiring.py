@@ -270,7 +270,7 @@ def request_events(fkj, req, principal, response, error, repo=None) -> list[dict
         if len(req.segments) == 3 and req.segments[0] == "Patient" and subtype == "search-type":
             patients.append(f"Patient/{req.segments[1]}")
         shown = getattr(response, "shown", None)
-        if shown is not None:  # a search: its rows, without parsing the Bundle again
+        if shown is not None:  # read, vread, search: the rows, without parsing the body
             resources.extend(f"{t}/{i}/_history/{v}" for t, i, v, _ in shown)
             from fkj.security.audit import patients_in
             patients.extend(patients_in([(f"{t}/{i}", c) for t, i, _, c in shown]))
