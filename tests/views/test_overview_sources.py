@@ -33,6 +33,14 @@ def _sources(simulators, tenant, **faults):
     return out
 
 
+def warm_overview(c, tenant: str, pid: str, h: dict):
+    """The overview once all sources have answered a first time: a simulator's first answer
+    for a new tenant (its process, the pooled connection) can miss the 800 ms budget on a
+    loaded machine, and these tests are about what the sources say, not about that."""
+    overview(c, tenant, pid, h)
+    return overview(c, tenant, pid, h)
+
+
 def _sources_of(resource: dict) -> set[str]:
     from fkj.sources.base import item_sources
     return {u for u, _ in item_sources(resource)}
@@ -42,7 +50,7 @@ def test_overview_all_sources_up(asgi_app, views_app, seeded, simulators):
     configure(views_app.services.engine, seeded, _sources(simulators, seeded))
     c = _client(asgi_app)
     doctor = legevakt_with_emergency_access(c, views_app, seeded, f"{seeded}-pat-0")
-    r = overview(c, seeded, f"{seeded}-pat-0", doctor)
+    r = warm_overview(c, seeded, f"{seeded}-pat-0", doctor)
     assert r.status_code == 200, r.text
     b = r.json()
     assert b["resourceType"] == "Bundle" and b["type"] == "document"
@@ -130,7 +138,8 @@ def test_hlr_minus_only_in_kjernejournal(asgi_app, views_app, db, simulators):
     c = _client(asgi_app)
     configure(views_app.services.engine, t, _sources(simulators, t))
     doctor = legevakt_with_emergency_access(c, views_app, t, f"{t}-pat-0")
-    b = overview(c, t, f"{t}-pat-0", doctor).json()
+    b = warm_overview(c, t, f"{t}-pat-0", doctor).json()
+    assert not [e for e in b["entry"] if e["resource"]["resourceType"] == "OperationOutcome"]
     first = section_items(b, "kritisk")[0]
     kj = simulators.get("kjernejournal", t, PATIENTS).url
     assert first["resourceType"] == "Consent" and first["meta"]["source"] == kj
