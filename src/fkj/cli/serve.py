@@ -55,7 +55,11 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return
-    # several processes: each builds its own app from the same settings (environment)
+    # several processes: each builds its own app from the same settings (environment); the
+    # supervisor's own app only checked the schema, so its background threads (event
+    # delivery, statistics watcher, audit shipping) stop instead of idling beside the workers
+    app.state.fkj.close()
+    app.state.fkj.services.engine.dispose()
     os.environ.update({"FKJ_DATABASE_URL": settings.database_url,
                        "FKJ_BASE_URL": settings.base_url, "FKJ_DEMO": "1" if demo else ""})
     uvicorn.run("fkj.cli.serve:app_from_environment", factory=True, host=host, port=port,
