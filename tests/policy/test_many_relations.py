@@ -1,5 +1,6 @@
-"""A unit with many patients: the care relation goes into the search SQL as one bound list
-(json_each on SQLite, an array on PostgreSQL) — the same answer as for a short list."""
+"""A unit with many patients: the care relation goes into the search SQL as a set loaded once
+per connection (SQLite, fkj.store.idsets) or one bound array (PostgreSQL) — the same answer
+as for a short list."""
 
 from __future__ import annotations
 

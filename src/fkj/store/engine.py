@@ -55,6 +55,8 @@ def make_engine(url: str, *, app_role: bool = True, pool_size: int = 10,
                 conn.info["synchronous_now"] = level
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+        from fkj.store import idsets
+        idsets.install(engine)  # the policy's care-relation sets, per connection
         return engine
     # LIFO: a checkout gets the connection returned last, whose server process has just
     # run (a read's audit append after the read: 460-650 instead of 750-800 µs; a process

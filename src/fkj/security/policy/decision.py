@@ -26,6 +26,7 @@ from sqlalchemy import and_, exists, false, literal, not_, or_, select, true, tu
 
 from fkj.security.policy import roles as R
 from fkj.security.policy import sensitivity as S
+from fkj.store.idsets import IdSet, member
 from fkj.store.schema import idx_date, idx_reference, idx_token, resource
 
 CONSENT_KIND = "http://fkj.no/fhir/CodeSystem/consent-kind"
@@ -632,10 +633,17 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
     literal_related = len(ctx.related) <= LITERAL_LIMIT
     related = ctx.cached("related", lambda: sorted(ctx.related)
                          if literal_related else related_select(ctx))
+    # SQLite: a longer list is loaded once per connection (fkj.store.idsets) instead of
+    # being built into a temporary index by every statement
+    related_set = (ctx.cached("related_set", lambda: IdSet(related))
+                   if literal_related and ctx.dialect == "sqlite" and len(related) > 8
+                   else None)
 
     def allowed(col):
         ors = [_is_in(col, grants)]
-        if literal_related:
+        if related_set is not None:
+            ors.append(member(col, related_set))
+        elif literal_related:
             ors.append(_member_of(col, related, ctx.dialect, "fkj_policy_related"))
         elif related is not None:
             ors.append(col.in_(related))
