@@ -138,3 +138,27 @@ def test_write_events_for_prepared_operations():
     assert events[1]["entity"][1]["what"]["reference"] == "Observation/o1/_history/2"
     assert events[0]["recorded"] == "2026-01-01T00:00:00.000000Z"
     assert all(validate(e) == [] for e in events)
+
+
+def test_event_ids_are_version_4_uuids_and_differ_in_a_forked_process():
+    """Event ids come from the random module (no GIL release per id): unique, RFC 4122
+    version 4, and a forked server process does not repeat its parent's sequence."""
+    import os
+    import uuid
+
+    from fkj.security.audit.events import new_id
+
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 for i in ids[:100])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids
+        os.write(write, " ".join(new_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    parent = [new_id() for _ in range(5)]
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split()
+    os.close(read)
+    assert len(child) == 5 and not set(child) & set(parent)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -196,7 +197,7 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
         entities.append({"type": _QUERY_ENTITY[0], "role": {**_QUERY_ENTITY[1]},
                          "query": base64.b64encode(query.encode()).decode("ascii")})
 
-    event: dict[str, Any] = {"resourceType": "AuditEvent", "id": str(uuid.uuid4())}
+    event: dict[str, Any] = {"resourceType": "AuditEvent", "id": new_id()}
     if len(seen_patients) == 1:
         event["extension"] = [{"url": NO_PATIENT_EXTENSION,
                                "valueReference": {"reference": seen_patients[0]}}]
@@ -221,6 +222,15 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
     if entities:
         event["entity"] = entities
     return event
+
+
+def new_id() -> str:
+    """A random (version 4) UUID for an AuditEvent. From the ``random`` module, which is
+    seeded from the operating system and again in a forked child, rather than
+    ``uuid.uuid4()``: its ``os.urandom`` releases the GIL, and on a busy server each release
+    lets another request's thread in before this one may go on (the id needs to be unique,
+    not secret)."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def _entity(ref: str, kind: tuple[dict, dict]) -> dict:
