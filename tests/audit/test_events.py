@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fkj.model.validation import validate_resource
 from fkj.security.audit import build_audit_event
@@ -162,3 +164,31 @@ def test_event_ids_are_version_4_uuids_and_differ_in_a_forked_process():
     child = os.read(read, 4096).decode().split()
     os.close(read)
     assert len(child) == 5 and not set(child) & set(parent)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=4_102_444_800_000_000))
+def test_recorded_instants_round_trip(us):
+    """``recorded`` is the instant of the access to the microsecond, whichever second the
+    formatter saw before (it keeps the last one)."""
+    from datetime import UTC, datetime, timedelta
+
+    from fkj.security.audit.events import iso_instant, parse_instant
+    expected = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+                ).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso_instant(us) == expected
+    assert iso_instant(us + 1_000_000)[:19] != expected[:19]
+    assert iso_instant(us) == expected and parse_instant(expected) == us
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=24)), max_size=4))
+def test_the_recorded_query_is_urlencoded(query):
+    """The query entity holds the search as ``urlencode`` writes it, also on the fast path
+    for plain names and values."""
+    from urllib.parse import urlencode
+
+    from fkj.security.audit.wiring import _urlencode
+    assert _urlencode(query) == urlencode(query)
+    plain = [("subject", "Patient/p-1"), ("_count", "10")]
+    assert _urlencode(plain) == urlencode(plain) == "subject=Patient%2Fp-1&_count=10"

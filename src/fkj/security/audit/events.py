@@ -85,8 +85,16 @@ _QUERY_ENTITY = ({"system": _ENTITY_TYPE, "code": "2", "display": "System Object
 
 def iso_instant(us: int) -> str:
     """``2024-03-19T06:45:00.123456Z`` for microseconds since the epoch."""
-    dt = datetime.fromtimestamp(us // 1_000_000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{us % 1_000_000:06d}Z"
+    global _SECOND
+    sec = us // 1_000_000
+    held = _SECOND
+    if held[0] != sec:
+        held = _SECOND = (sec, datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{held[1]}.{us % 1_000_000:06d}Z"
+
+
+#: the last second formatted by :func:`iso_instant` (records come many per second)
+_SECOND: tuple[int, str] = (-1, "")
 
 
 def parse_instant(value: str) -> int:
@@ -164,23 +172,8 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
     else:
         raise ValueError(f"unknown FHIR interaction {subtype!r}")
     recorded_us = recorded_us if recorded_us is not None else _now_us()
-    purposes = [_purpose_concept(c) for c in purpose_codes(purpose or principal.purpose_of_use)]
-
-    user = _user_agent(principal, purposes, requestor=True)
-    agents = [user] if user else []
-    client_id = principal.client_id or (principal.subject if not user else None)
-    if client_id:
-        client: dict[str, Any] = {
-            "type": _CLIENT_TYPE,
-            "who": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": client_id},
-                    "display": client_id},
-            "requestor": user is None}
-        if user is None and purposes:
-            client["purposeOfUse"] = purposes
-        if user is None and principal.organisation:
-            client["location"] = {"display": principal.organisation}
-        agents.append(client)
-    agents.append({"type": _SERVER_TYPE, "who": {"display": observer}, "requestor": False})
+    purposes, agents, source = _principal_parts(principal, purpose or principal.purpose_of_use,
+                                                observer)
 
     entities: list[dict] = []
     seen_patients: list[str] = []
@@ -214,14 +207,37 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
     if purposes:
         event["purposeOfEvent"] = purposes
     event["agent"] = agents
-    event["source"] = {
+    event["source"] = source
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _principal_parts(principal: Principal, purpose: str | None, observer: str
+                     ) -> tuple[list, list, dict]:
+    """The parts of an event that depend on who asks: purposes of use, agents, source."""
+    purposes = [_purpose_concept(c) for c in purpose_codes(purpose)]
+    user = _user_agent(principal, purposes, requestor=True)
+    agents = [user] if user else []
+    client_id = principal.client_id or (principal.subject if not user else None)
+    if client_id:
+        client: dict[str, Any] = {
+            "type": _CLIENT_TYPE,
+            "who": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": client_id},
+                    "display": client_id},
+            "requestor": user is None}
+        if user is None and purposes:
+            client["purposeOfUse"] = purposes
+        if user is None and principal.organisation:
+            client["location"] = {"display": principal.organisation}
+        agents.append(client)
+    agents.append({"type": _SERVER_TYPE, "who": {"display": observer}, "requestor": False})
+    source = {
         "site": f"{observer}/{principal.tenant}" if principal.tenant else observer,
         "observer": {"display": observer},
         "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
                   "code": "4", "display": "Application Server"}]}
-    if entities:
-        event["entity"] = entities
-    return event
+    return purposes, agents, source
 
 
 def new_id() -> str:
@@ -238,8 +254,14 @@ def _entity(ref: str, kind: tuple[dict, dict]) -> dict:
 
 
 def _now_us() -> int:
-    from fkj.store.backend import now_us
-    return now_us()
+    global _now
+    if _now is None:
+        from fkj.store.backend import now_us
+        _now = now_us
+    return _now()
+
+
+_now = None
 
 
 # ------------------------------------------------------------------ derived (search) columns

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -32,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fkj.errors import FhirError, Forbidden, MethodNotAllowed
 from fkj.security.audit.chain import append_in_transaction
-from fkj.security.audit.events import build_audit_event
+from fkj.security.audit.events import _DATA_ENTITY, _entity, build_audit_event
 from fkj.security.audit.hooks import write_events
 from fkj.security.audit.writer import AuditUnavailable, AuditWriter
 from fkj.types import Principal
@@ -405,7 +406,6 @@ def _add_compact_entities(event: dict, resources: list[str]) -> None:
         by_type.setdefault(t, []).append(rest)
     entities = event.setdefault("entity", [])
     insert_at = next((i for i, e in enumerate(entities) if "query" in e), len(entities))
-    from fkj.security.audit.events import _DATA_ENTITY, _entity
     for ref in absolute:
         entities.insert(insert_at, _entity(ref, _DATA_ENTITY))
         insert_at += 1
@@ -518,7 +518,22 @@ def _query_text(req) -> str:
         rtype = req.segments[-1] if len(req.segments) == 3 else req.segments[0]
         if rtype == "_search":
             rtype = req.segments[0]
-    return (f"{rtype}?" if rtype else "?") + urlencode(list(req.query))
+    return (f"{rtype}?" if rtype else "?") + _urlencode(req.query)
+
+
+#: a query part that ``urlencode`` leaves as it is, but for its slashes
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~/]*")
+
+
+def _urlencode(query) -> str:
+    """``urlencode(query)``, without its cost for the common names and values that need no
+    quoting."""
+    parts = []
+    for k, v in query:
+        if _PLAIN.fullmatch(k) is None or _PLAIN.fullmatch(v) is None:
+            return urlencode(list(query))
+        parts.append(f"{k}={v}")
+    return "&".join(parts).replace("/", "%2F")
 
 
 def _outcome_text(outcome) -> str | None:

@@ -67,6 +67,18 @@ class AuditUnavailable(ServiceUnavailable):
     """The audit record could not be written, so the access it records must not happen."""
 
 
+#: the answer of every write that is done when ``submit`` returns (a journal line, or
+#: nothing to write): one completed future shared by all, instead of a new one per record
+_DONE: Future = Future()
+_DONE.set_result(None)
+
+
+def _failed(error: Exception) -> Future:
+    fut: Future = Future()
+    fut.set_exception(error)
+    return fut
+
+
 class AuditWriter:
     """Writes audit records of reads from many threads; see the module docstring.
 
@@ -135,15 +147,13 @@ class AuditWriter:
         ``lead=None`` (a caller on the event loop): commit here only when no other record is
         in flight, else leave the commit to the committer thread, so that the loop serves
         the next requests and their records join the batch."""
-        fut: Future = Future()
         if not self.enabled or not events:
-            fut.set_result(None)
-            return fut
+            return _DONE
         if self._closed:
             raise AuditUnavailable("the audit writer is closed")
         if self.journal is not None:
-            self._write(tenant, events, fut)
-            return fut
+            return self._write(tenant, events)
+        fut: Future = Future()
         with self._count_lock:
             alone = self._in_flight == 0
             self._in_flight += 1
@@ -227,14 +237,13 @@ class AuditWriter:
             t.join(timeout)
 
     # ------------------------------------------------------------------ journal mode
-    def _write(self, tenant: str, events: Sequence[dict], fut: Future) -> None:
+    def _write(self, tenant: str, events: Sequence[dict]) -> Future:
         lag = self.lag()
         if lag > self.max_lag or len(self._journaled) >= self.max_backlog:
             self._poke()
-            fut.set_exception(AuditUnavailable(
+            return _failed(AuditUnavailable(
                 f"the access could not be audited: the audit log has not taken records for "
                 f"{lag:.1f} s ({len(self._journaled)} waiting): {self.last_error}"))
-            return
         rows = [audit_row(e) for e in events]
         now = time.monotonic()
         queue = self._journaled
@@ -248,14 +257,13 @@ class AuditWriter:
             self.journal.append(tenant, rows, then=queued)
         except OSError as e:
             log.error("the audit journal cannot be written: %s", e)
-            fut.set_exception(AuditUnavailable(
+            return _failed(AuditUnavailable(
                 f"the access could not be audited: the audit journal cannot be written: {e}"))
-            return
         self._tenants.add(tenant)
         if first:  # the shipper sleeps while nothing waits: the first record wakes it
             with self._wake:
                 self._wake.notify()
-        fut.set_result(None)
+        return _DONE
 
     def _front_time(self) -> float | None:
         try:
