@@ -62,8 +62,17 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
     app.state.fkj.services.engine.dispose()
     os.environ.update({"FKJ_DATABASE_URL": settings.database_url,
                        "FKJ_BASE_URL": settings.base_url, "FKJ_DEMO": "1" if demo else ""})
-    uvicorn.run("fkj.cli.serve:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False)
+    # each worker listens on a socket of its own (SO_REUSEPORT): see fkj.cli.workers
+    from fkj.cli.workers import Workers
+    try:
+        code = Workers("fkj.cli.serve:app_from_environment", host, port, workers).run()
+    except OSError as e:
+        console.print(f"[red]fkj serve cannot start:[/red] {host}:{port}: {e.strerror or e}")
+        sys.exit(1)
+    if code:
+        console.print("[red]fkj serve stopped:[/red] a server process failed to start "
+                      "(see its error above)")
+        sys.exit(code)
 
 
 def app_from_environment():
