@@ -55,3 +55,51 @@ def test_a_care_relation_ends_when_its_period_ends(asgi_app, fkj_app, policy_ten
     assert n.get(f"{n.base}/Patient/kort-p").status_code == 200
     time.sleep(3.2)
     assert n.get(f"{n.base}/Patient/kort-p").status_code == 403
+
+
+def test_callers_with_the_same_kind_of_condition_each_get_their_own_answer(
+        asgi_app, fkj_app, policy_tenant, sys_client):
+    """The policy condition's statement-cache key is computed once per caller
+    (fkj.store.memoized): two nurses whose conditions have the same shape share one compiled
+    statement, and each search still runs with its own caller's care relation."""
+    from fkj.security.policy.decision import context, sql_condition
+    from fkj.search.engine import MAIN
+    from fkj.repository.repository import Repository
+    from fkj.store.memoized import MemoizedCondition
+
+    c = sys_client
+    teams = {"tvilling-a": [f"ta-{i:02d}" for i in range(12)],
+             "tvilling-b": [f"tb-{i:02d}" for i in range(12)]}
+    for who, patients in teams.items():
+        put(c, {"resourceType": "Practitioner", "id": who})
+        for pid in patients:
+            put(c, {"resourceType": "Patient", "id": pid})
+            put(c, {"resourceType": "Observation", "id": f"o-{pid}", "status": "final",
+                    "code": {"text": "puls"}, "subject": {"reference": f"Patient/{pid}"}})
+            put(c, {"resourceType": "CareTeam", "id": f"ct-{pid}", "status": "active",
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "participant": [{"member": {"reference": f"Practitioner/{who}"}}]})
+    a = personnel(asgi_app, fkj_app, policy_tenant, "tvilling-a", ["sykepleier"], "hjem", "9231")
+    b = personnel(asgi_app, fkj_app, policy_tenant, "tvilling-b", ["sykepleier"], "hjem", "9232")
+    for _ in range(3):  # alternating: the second caller's statement is found in the cache
+        for n, who in ((a, "tvilling-a"), (b, "tvilling-b")):
+            r = n.get(f"{n.base}/Observation", params={"_count": "100"})
+            assert r.status_code == 200, r.text
+            assert ids(r.json(), "Observation") == {f"o-{p}" for p in teams[who]}
+            one = teams[who][3]
+            r = n.get(f"{n.base}/Observation", params={"subject": f"Patient/{one}"})
+            assert ids(r.json(), "Observation") == {f"o-{one}"}
+            other = teams["tvilling-b" if who == "tvilling-a" else "tvilling-a"][3]
+            r = n.get(f"{n.base}/Observation", params={"subject": f"Patient/{other}"})
+            assert r.status_code == 200 and ids(r.json(), "Observation") == set()
+
+    # the two conditions are memoized, of one shape, and bound to different values
+    conds = []
+    for n in (a, b):
+        principal = fkj_app.principal_for({"authorization": n.headers["authorization"]},
+                                          policy_tenant)
+        repo = Repository(fkj_app.services, principal, policy_tenant)
+        conds.append(sql_condition(context(repo), MAIN, "Observation"))
+    assert all(isinstance(x, MemoizedCondition) for x in conds)
+    assert conds[0]._key == conds[1]._key
+    assert [p.value for p in conds[0]._binds] != [p.value for p in conds[1]._binds]

@@ -27,6 +27,7 @@ from sqlalchemy import and_, exists, false, literal, not_, or_, select, true, tu
 from fkj.security.policy import roles as R
 from fkj.security.policy import sensitivity as S
 from fkj.store.idsets import IdSet, member
+from fkj.store.memoized import memoized
 from fkj.store.schema import idx_date, idx_reference, idx_token, resource
 
 CONSENT_KIND = "http://fkj.no/fhir/CodeSystem/consent-kind"
@@ -573,6 +574,11 @@ def sql_condition(ctx: Context, r, rtype: str | None):
     if held is not None and held[0] is r:
         return held[1]
     cond = _sql_condition(ctx, r, rtype)
+    from fkj.search.engine import MAIN
+    if r is MAIN:
+        # kept for this caller's next searches: its statement-cache key is computed once
+        # (fkj.store.memoized) instead of in every statement that holds it
+        cond = memoized(cond)
     if len(ctx.sql_cache) < 256:
         ctx.sql_cache[key] = (r, cond)
     return cond
