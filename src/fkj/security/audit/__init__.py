@@ -72,7 +72,7 @@ def record_export_page(services, tenant: str, principal, job: str | None,
     writer = services.extras.get("audit_writer")
     if writer is None or not rows:
         return
-    from fkj.security.audit.wiring import _add_compact_entities
+    from fkj.security.audit.events import add_compact_entities as _add_compact_entities
     event = build_audit_event(principal, action="R", subtype="$export", resources=[],
                               patients=patients_in(rows), outcome="0",
                               description=f"bulk export job {job}" if job else "fkj export")
@@ -106,7 +106,7 @@ def import_batch_events(principal, created: list[tuple[str, object]],
     resources listed compactly, every patient they belong to named — so the import appears in
     each patient's "who has accessed my information". Appended in the batch's own
     transaction (:func:`append_in_transaction`): the batch and its audit commit together."""
-    from fkj.security.audit.wiring import _add_compact_entities
+    from fkj.security.audit.events import add_compact_entities as _add_compact_entities
     events = []
     for action, rows in (("C", created), ("U", updated)):
         if not rows:

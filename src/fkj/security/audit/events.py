@@ -240,6 +240,33 @@ def _principal_parts(principal: Principal, purpose: str | None, observer: str
     return purposes, agents, source
 
 
+def add_compact_entities(event: dict, resources: list[str]) -> None:
+    """One entity per resource type, listing the ids in a detail (a searchset of 1,000
+    entries costs ~40 bytes per resource instead of ~250)."""
+    by_type: dict[str, list[str]] = {}
+    absolute: list[str] = []
+    for ref in dict.fromkeys(resources):
+        if "://" in ref:  # an item of another server (a national service): one entity each
+            absolute.append(ref)
+            continue
+        t, _, rest = ref.partition("/")
+        by_type.setdefault(t, []).append(rest)
+    entities = event.setdefault("entity", [])
+    insert_at = next((i for i, e in enumerate(entities) if "query" in e), len(entities))
+    for ref in absolute:
+        entities.insert(insert_at, _entity(ref, _DATA_ENTITY))
+        insert_at += 1
+    for t, ids in by_type.items():
+        entities.insert(insert_at, {
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                     "code": "2", "display": "System Object"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
+                     "code": "4", "display": "Domain Resource"},
+            "name": t, "description": f"{len(ids)} {t} resources",
+            "detail": [{"type": "ids", "valueString": " ".join(ids)}]})
+        insert_at += 1
+
+
 def new_id() -> str:
     """A random (version 4) UUID for an AuditEvent. From the ``random`` module, which is
     seeded from the operating system and again in a forked child, rather than

@@ -23,9 +23,11 @@ started on the same database, and by running servers every :data:`ORPHAN_SCAN` s
 
 File format (UTF-8, one JSON object per line): a header
 ``{"fkj-audit-journal": 1, "journal": <id>, "database": <url without password>}``, then
-one line per record — the audit row that is inserted (``content`` is the AuditEvent's
-canonical JSON; ``recorded``, ``patients``, ``agent`` … its search columns), plus ``t``
-(tenant) and ``j`` (position in this journal, 1, 2, …). An incomplete line (the process
+one line per record — either the facts of a request's record, ``{"f": {...}}``, from which
+the shipper builds the AuditEvent (:mod:`fkj.security.audit.facts`), or the audit row that is
+inserted (``content`` is the AuditEvent's canonical JSON; ``recorded``, ``patients``,
+``agent`` … its search columns) for records made as events — plus ``t`` (tenant) and ``j``
+(position in this journal, 1, 2, …). An incomplete line (the process
 died inside ``write``, or a write failed midway) was never acknowledged and is skipped.
 """
 
@@ -57,8 +59,9 @@ ORPHAN_SCAN = 30.0
 
 @dataclass(slots=True)
 class Entry:
-    """One record in a journal: its tenant, its position, the audit row, and the row as
-    written (JSON bytes without the newline; also the element sent to PostgreSQL)."""
+    """One record in a journal: its tenant, its position, the audit row (or the facts it is
+    built from, ``{"f": …}``), and the row as written (JSON bytes without the newline; once
+    built, the element sent to PostgreSQL)."""
 
     tenant: str
     seq: int

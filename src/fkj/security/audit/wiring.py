@@ -33,21 +33,13 @@ from sqlalchemy.exc import IntegrityError
 
 from fkj.errors import FhirError, Forbidden, MethodNotAllowed
 from fkj.security.audit.chain import append_in_transaction
-from fkj.security.audit.events import _DATA_ENTITY, _entity, build_audit_event
+from fkj.security.audit.facts import EventFacts
 from fkj.security.audit.hooks import write_events
 from fkj.security.audit.writer import AuditUnavailable, AuditWriter
 from fkj.types import Principal
 
 log = logging.getLogger(__name__)
 
-#: a read or vread touching more data resources than this gets a compact entity list
-COMPACT_OVER = 25
-#: the interactions that show one resource: each gets an entity of its own. What shows a
-#: set (a search, history, an operation) lists it compactly — one entity per resource type
-#: with the ids — once there is more than one: BALP's query pattern records the query and
-#: the patients, the list of what was shown is ours, and one entity per result made a
-#: search's record 5.5 kB for ten results (a third of the database's work per search)
-_SINGLE = frozenset({"read", "vread", "create", "update", "patch", "delete"})
 _REGISTERED = "audit_registered"
 _WRITE_INTERACTIONS = {"create", "update", "patch", "delete", "update-check", "delete-check"}
 _READ_INTERACTIONS = {"read", "vread", "search-type", "history-instance", "history-type",
@@ -375,49 +367,18 @@ def _minimal_event(req, principal, response, error, repo) -> dict:
 
 
 def _event(principal, *, action, subtype, resources, patients, outcome, purpose,
-           query=None, description=None) -> dict:
+           query=None, description=None) -> EventFacts:
+    """The record of a request: its facts now, the AuditEvent when it is chained
+    (fkj.security.audit.facts)."""
     if subtype not in _KNOWN_SUBTYPES and not subtype.startswith("$"):
         subtype = "operation"
-    compact = len(resources) > (COMPACT_OVER if subtype in _SINGLE else 1)
-    event = build_audit_event(principal, action=action, subtype=subtype,
-                              resources=[] if compact else resources, patients=patients,
-                              outcome=outcome, description=description, purpose=purpose,
-                              query=query)
-    if compact:
-        _add_compact_entities(event, resources)
-    return event
+    return EventFacts(principal, action, subtype, resources, patients, outcome, purpose, query,
+                      description)
 
 
 _KNOWN_SUBTYPES = {"read", "vread", "update", "patch", "delete", "history", "history-instance",
                    "history-type", "history-system", "create", "search", "search-type",
                    "search-system", "capabilities", "transaction", "batch", "operation"}
-
-
-def _add_compact_entities(event: dict, resources: list[str]) -> None:
-    """One entity per resource type, listing the ids in a detail (a searchset of 1,000
-    entries costs ~40 bytes per resource instead of ~250)."""
-    by_type: dict[str, list[str]] = {}
-    absolute: list[str] = []
-    for ref in dict.fromkeys(resources):
-        if "://" in ref:  # an item of another server (a national service): one entity each
-            absolute.append(ref)
-            continue
-        t, _, rest = ref.partition("/")
-        by_type.setdefault(t, []).append(rest)
-    entities = event.setdefault("entity", [])
-    insert_at = next((i for i, e in enumerate(entities) if "query" in e), len(entities))
-    for ref in absolute:
-        entities.insert(insert_at, _entity(ref, _DATA_ENTITY))
-        insert_at += 1
-    for t, ids in by_type.items():
-        entities.insert(insert_at, {
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                     "code": "2", "display": "System Object"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
-                     "code": "4", "display": "Domain Resource"},
-            "name": t, "description": f"{len(ids)} {t} resources",
-            "detail": [{"type": "ids", "valueString": " ".join(ids)}]})
-        insert_at += 1
 
 
 def _anonymous(tenant: str) -> Principal:

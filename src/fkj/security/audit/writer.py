@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+import orjson
 from sqlalchemy import Engine
 
 from fkj.errors import ServiceUnavailable
@@ -46,6 +47,7 @@ from fkj.security.audit.chain import (
     forget_journal,
     shipped_positions,
 )
+from fkj.security.audit.facts import EventFacts, event_of
 from fkj.security.audit.journal import ORPHAN_SCAN, AuditJournal, Entry, orphans
 from fkj.store.backend import scope
 
@@ -71,6 +73,17 @@ class AuditUnavailable(ServiceUnavailable):
 #: nothing to write): one completed future shared by all, instead of a new one per record
 _DONE: Future = Future()
 _DONE.set_result(None)
+
+
+def _materialise(entries: list[Entry]) -> None:
+    """Journal entries that hold a request's facts get their AuditEvent built, and their
+    audit row and line as if the row had been written (once: a retried shipment reuses
+    them)."""
+    for e in entries:
+        facts = e.row.get("f")
+        if facts is not None:
+            e.row = audit_row(event_of(facts))
+            e.line = orjson.dumps({**e.row, "t": e.tenant, "j": e.seq})
 
 
 def _failed(error: Exception) -> Future:
@@ -153,6 +166,7 @@ class AuditWriter:
             raise AuditUnavailable("the audit writer is closed")
         if self.journal is not None:
             return self._write(tenant, events)
+        events = [e.build() if isinstance(e, EventFacts) else e for e in events]
         fut: Future = Future()
         with self._count_lock:
             alone = self._in_flight == 0
@@ -244,7 +258,10 @@ class AuditWriter:
             return _failed(AuditUnavailable(
                 f"the access could not be audited: the audit log has not taken records for "
                 f"{lag:.1f} s ({len(self._journaled)} waiting): {self.last_error}"))
-        rows = [audit_row(e) for e in events]
+        # the facts of a request's record (fkj.security.audit.facts) as they are; the event
+        # is built when it is chained (_materialise)
+        rows = [{"f": e.to_json()} if isinstance(e, EventFacts) else audit_row(e)
+                for e in events]
         now = time.monotonic()
         queue = self._journaled
         first = False
@@ -355,6 +372,7 @@ class AuditWriter:
         return True
 
     def _append(self, tenant: str, entries: list[Entry]) -> None:
+        _materialise(entries)
         rows = [e.row for e in entries]
         watermark = (entries[0].journal, entries[-1].seq)
         dialect = self.engine.dialect.name
