@@ -146,6 +146,17 @@ def _user_agent(p: Principal, purposes: list[dict], requestor: bool) -> dict | N
     return agent
 
 
+def check_event(action: str, subtype: str, outcome: str) -> None:
+    """Raise ``ValueError`` unless ``action``, ``subtype`` (a FHIR interaction or an
+    ``$operation``) and ``outcome`` can make an AuditEvent."""
+    if action not in ACTIONS or len(action) != 1:
+        raise ValueError(f"AuditEvent.action must be one of C R U D E, got {action!r}")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"AuditEvent.outcome must be one of 0 4 8 12, got {outcome!r}")
+    if not subtype.startswith("$") and subtype not in INTERACTIONS:
+        raise ValueError(f"unknown FHIR interaction {subtype!r}")
+
+
 def build_audit_event(principal: Principal, *, action: str, subtype: str,
                       resources: list[str], patients: list[str], outcome: str,
                       description: str | None = None, purpose: str | None = None,
@@ -160,18 +171,13 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
     access was denied, or the break-glass reason); ``query`` (searches) is recorded as a
     query entity.
     """
-    if action not in ACTIONS or len(action) != 1:
-        raise ValueError(f"AuditEvent.action must be one of C R U D E, got {action!r}")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"AuditEvent.outcome must be one of 0 4 8 12, got {outcome!r}")
+    check_event(action, subtype, outcome)
     if subtype.startswith("$"):
         subtypes = [{"system": "http://hl7.org/fhir/restful-interaction", "code": "operation",
                      "display": "operation"}, {"code": subtype, "display": subtype}]
-    elif subtype in INTERACTIONS:
+    else:
         subtypes = [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype,
                      "display": subtype}]
-    else:
-        raise ValueError(f"unknown FHIR interaction {subtype!r}")
     recorded_us = recorded_us if recorded_us is not None else _now_us()
     purposes, agents, source = _principal_parts(principal, purpose or principal.purpose_of_use,
                                                 observer)

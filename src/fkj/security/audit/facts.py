@@ -9,7 +9,7 @@ builds the AuditEvent from them (:meth:`EventFacts.build`, the same
 it took about a third of the audit log's time in a search's answer, and a busy server ships
 once a second, off the answers' path.
 
-The facts are checked when they are made (the same checks as ``build_audit_event``), so a
+The facts are checked when they are made (``check_event``, as ``build_audit_event`` does), so a
 record that was written can always be built; should building still fail, the shipper chains
 a minimal event that names the failure rather than lose the record (:meth:`build`).
 """
@@ -19,12 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fkj.security.audit.events import (
-    ACTIONS,
-    INTERACTIONS,
-    OUTCOMES,
     _now_us,
     add_compact_entities,
     build_audit_event,
+    check_event,
     new_id,
 )
 from fkj.types import Principal
@@ -58,7 +56,7 @@ class EventFacts:
     id: str = field(default="")
 
     def __post_init__(self) -> None:
-        check(self.action, self.subtype, self.outcome)
+        check_event(self.action, self.subtype, self.outcome)
         if not self.recorded_us:
             self.recorded_us = _now_us()
         if not self.id:
@@ -99,16 +97,6 @@ class EventFacts:
                    obj.get("d"), int(obj["ts"]), str(obj["id"]))
 
 
-def check(action: str, subtype: str, outcome: str) -> None:
-    """The checks of :func:`build_audit_event`, made when the facts are recorded."""
-    if action not in ACTIONS or len(action) != 1:
-        raise ValueError(f"AuditEvent.action must be one of C R U D E, got {action!r}")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"AuditEvent.outcome must be one of 0 4 8 12, got {outcome!r}")
-    if not subtype.startswith("$") and subtype not in INTERACTIONS:
-        raise ValueError(f"unknown FHIR interaction {subtype!r}")
-
-
 def event_of(obj: dict) -> dict:
     """The AuditEvent of facts read back from a journal line; if they cannot be built, a
     minimal event that keeps what is known and says why."""
@@ -127,4 +115,4 @@ def event_of(obj: dict) -> dict:
         return event
 
 
-__all__ = ["COMPACT_OVER", "SINGLE", "EventFacts", "check", "event_of"]
+__all__ = ["COMPACT_OVER", "SINGLE", "EventFacts", "event_of"]

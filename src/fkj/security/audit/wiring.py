@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fkj.errors import FhirError, Forbidden, MethodNotAllowed
 from fkj.security.audit.chain import append_in_transaction
+from fkj.security.audit.events import INTERACTIONS
 from fkj.security.audit.facts import EventFacts
 from fkj.security.audit.hooks import write_events
 from fkj.security.audit.writer import AuditUnavailable, AuditWriter
@@ -338,7 +339,7 @@ def _bundle_events(fkj, req, principal, response, error, repo, purpose, failed, 
 
 
 def _failure_event(req, principal, subtype, action, rtype, rid, status, error, purpose, *,
-                   description=None, body=None) -> dict:
+                   description=None, body=None) -> EventFacts:
     resources, patients = [], []
     if rtype and rid:
         resources.append(f"{rtype}/{rid}")
@@ -356,7 +357,7 @@ def _failure_event(req, principal, subtype, action, rtype, rid, status, error, p
                   description=description[:1000])
 
 
-def _minimal_event(req, principal, response, error, repo) -> dict:
+def _minimal_event(req, principal, response, error, repo) -> EventFacts:
     principal = principal or _anonymous(req.tenant)
     status = response.status if response is not None else 500
     action, sub = _METHOD_ACTION.get(req.method, ("E", "operation"))
@@ -370,15 +371,10 @@ def _event(principal, *, action, subtype, resources, patients, outcome, purpose,
            query=None, description=None) -> EventFacts:
     """The record of a request: its facts now, the AuditEvent when it is chained
     (fkj.security.audit.facts)."""
-    if subtype not in _KNOWN_SUBTYPES and not subtype.startswith("$"):
+    if subtype not in INTERACTIONS and not subtype.startswith("$"):
         subtype = "operation"
     return EventFacts(principal, action, subtype, resources, patients, outcome, purpose, query,
                       description)
-
-
-_KNOWN_SUBTYPES = {"read", "vread", "update", "patch", "delete", "history", "history-instance",
-                   "history-type", "history-system", "create", "search", "search-type",
-                   "search-system", "capabilities", "transaction", "batch", "operation"}
 
 
 def _anonymous(tenant: str) -> Principal:
