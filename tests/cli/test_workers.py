@@ -16,16 +16,9 @@ import httpx
 import pytest
 
 from tests.cli.test_cli import fkj
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux /proc")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture
@@ -124,52 +117,53 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(30)
 
 
-def test_one_clients_connections_are_spread_over_the_workers(database):
+@pytest.fixture
+def serving(database):
+    """``fkj serve --workers 2`` with every worker listening: (process, port, worker pids);
+    stopped (SIGTERM) at the end unless the test ended it."""
     port = free_port()
     proc = start(database, port)
     try:
         workers = workers_of(proc)
         ready(port, workers)
-        clients = []
-        for _ in range(32):  # opened together, as a connection pool does
-            c = socket.create_connection(("127.0.0.1", port))
-            clients.append(c)
-        for c in clients:
-            c.sendall(b"GET /fhir/4601/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
-        for c in clients:
-            assert c.recv(64).startswith(b"HTTP/1.1 200")
-        held = owners(port, clients, workers)
-        assert sum(held.values()) == 32, held
-        # with one shared socket they mostly went to one worker; by address hash, a split
-        # of 32/0 has a chance of 2 in 2**32
-        assert all(n >= 1 for n in held.values()), held
-        for c in clients:
-            c.close()
+        yield proc, port, workers
     finally:
         stop(proc)
+
+
+def test_one_clients_connections_are_spread_over_the_workers(serving):
+    proc, port, workers = serving
+    clients = [socket.create_connection(("127.0.0.1", port))  # opened together, as a pool
+               for _ in range(32)]
+    for c in clients:
+        c.sendall(b"GET /fhir/4601/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
+    for c in clients:
+        assert c.recv(64).startswith(b"HTTP/1.1 200")
+    held = owners(port, clients, workers)
+    assert sum(held.values()) == 32, held
+    # with one shared socket they mostly went to one worker; by address hash, a split
+    # of 32/0 has a chance of 2 in 2**32
+    assert all(n >= 1 for n in held.values()), held
+    for c in clients:
+        c.close()
+    stop(proc)
     assert proc.returncode == 0
     assert children(proc.pid) == []
 
 
-def test_a_worker_that_dies_is_replaced(database):
-    port = free_port()
-    proc = start(database, port)
-    try:
-        workers = workers_of(proc)
-        ready(port, workers)
-        os.kill(workers[0], signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = children(proc.pid)
-            if len(now) == 2 and workers[0] not in now:
-                break
-            time.sleep(0.2)
+def test_a_worker_that_dies_is_replaced(serving):
+    proc, port, workers = serving
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         now = children(proc.pid)
-        assert len(now) == 2 and workers[0] not in now and workers[1] in now
-        ready(port, now)
-        assert proc.poll() is None
-    finally:
-        stop(proc)
+        if len(now) == 2 and workers[0] not in now:
+            break
+        time.sleep(0.2)
+    now = children(proc.pid)
+    assert len(now) == 2 and workers[0] not in now and workers[1] in now
+    ready(port, now)
+    assert proc.poll() is None
 
 
 def test_a_port_in_use_is_refused_once_with_the_reason(database):
@@ -179,8 +173,8 @@ def test_a_port_in_use_is_refused_once_with_the_reason(database):
     port = holder.getsockname()[1]
     try:
         r = subprocess.run([sys.executable, "-m", "fkj", "serve", "--port", str(port),
-                            "--workers", "2"], capture_output=True, text=True, timeout=60, check=False,
-                           env={**os.environ, "FKJ_DATABASE_URL": database})
+                            "--workers", "2"], capture_output=True, text=True, timeout=60,
+                           check=False, env={**os.environ, "FKJ_DATABASE_URL": database})
     finally:
         holder.close()
     assert r.returncode == 1
@@ -188,11 +182,8 @@ def test_a_port_in_use_is_refused_once_with_the_reason(database):
     assert "Traceback" not in r.stdout + r.stderr
 
 
-def test_the_workers_end_with_a_killed_supervisor(database):
-    port = free_port()
-    proc = start(database, port)
-    workers = workers_of(proc)
-    ready(port, workers)
+def test_the_workers_end_with_a_killed_supervisor(serving):
+    proc, port, workers = serving
     proc.kill()
     proc.wait(10)
     deadline = time.monotonic() + 20

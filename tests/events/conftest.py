@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
+from tests.ports import free_port
+
 FHIR = {"Content-Type": "application/fhir+json"}
 BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 TOPIC = "http://fkj.no/fhir/SubscriptionTopic/"
@@ -179,12 +181,6 @@ def post(client, resource: dict) -> dict:
 
 def patient(family: str = "Hansen") -> dict:
     return {"resourceType": "Patient", "name": [{"family": family, "given": ["Kari"]}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

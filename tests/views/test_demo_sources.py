@@ -4,21 +4,12 @@ prints their URLs, and stops them â€” and takes them out of the configuration â€
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 from starlette.testclient import TestClient
 
 from fkj.sources.base import item_sources
+from tests.ports import free_port
 from tests.views.conftest import PATIENTS, headers, overview, seed
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _federated_sources(bundle: dict) -> set[str]:
@@ -31,7 +22,7 @@ def test_simulators_feed_every_configured_tenant(asgi_app, views_app, db, seeded
 
     t = seed(db, views_app)
     tenants = [t, seeded]
-    sims = start_simulators(db.engine, "127.0.0.1", _free_port(), tenants, PATIENTS)
+    sims = start_simulators(db.engine, "127.0.0.1", free_port(), tenants, PATIENTS)
     try:
         assert [k for k, _, _ in sims] == ["kjernejournal", "pll", "provesvar"]
         urls = {url for _, url, _ in sims}
@@ -64,7 +55,7 @@ def test_fkj_demo_runs_the_simulators_while_it_serves(tmp_path, monkeypatch):
     from fkj.cli.main import app
 
     url = f"sqlite:///{tmp_path}/demo.sqlite"
-    port = _free_port()
+    port = free_port()
     seen: dict = {}
 
     def fake_serve(host, port, database_url, demo, base_url, workers):
@@ -127,7 +118,7 @@ def test_a_simulator_stops_when_the_demo_is_killed():
     import sys
     import time
 
-    port = _free_port()
+    port = free_port()
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-m', 'fkj.cli.simulate', 'pll', '--port', '{port}',"
