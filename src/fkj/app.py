@@ -305,10 +305,22 @@ def _after_refusal(fkj: FkjApp, req: FhirRequest, error: FhirError,
 
 def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = None,
                  pending: list | None = None) -> FhirResponse:
+    from sqlalchemy.exc import DBAPIError
+
+    from fkj.errors import Issue
     try:
         return fkj.handle(req, principal, pending)
-    except Exception:  # a bug: log it, answer with an OperationOutcome, never a bare 500 page
+    except Exception as e:  # noqa: BLE001
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            # the database went away under the request (restart, failover): not a bug.
+            # Nothing was committed, or the commit was not confirmed: the client retries
+            # (a create conditionally, with If-None-Exist, if it must not duplicate).
+            log.warning("database connection lost on %s %s: %s", req.method,
+                        "/".join(req.segments), e.orig)
+            return FhirResponse(503, operation_outcome([Issue(
+                "error", "transient", "the connection to the database was lost and nothing "
+                "was confirmed; retry the request")]), headers={"Retry-After": "1"})
+        # a bug: log it, answer with an OperationOutcome, never a bare 500 page
         log.exception("unhandled error on %s %s", req.method, "/".join(req.segments))
-        from fkj.errors import Issue
         return FhirResponse(500, operation_outcome(
             [Issue("fatal", "exception", "internal error; it has been logged")]))

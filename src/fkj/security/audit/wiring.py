@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fkj.errors import FhirError, Forbidden, MethodNotAllowed
 from fkj.security.audit.chain import append_in_transaction
@@ -154,6 +154,8 @@ def audit_writes(repo, conn, operations) -> None:
     except (FhirError, IntegrityError):
         raise
     except Exception as e:  # noqa: BLE001 - the write must not commit unaudited
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            raise  # the database went away, and the write with it: answered 503 by the app
         log.error("audit append for tenant %s failed: %s", repo.tenant, e)
         raise AuditUnavailable(f"the change could not be audited, so it was not made: {e}") from e
     repo._fkj_audited_writes = True  # noqa: SLF001
