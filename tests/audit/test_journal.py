@@ -19,6 +19,7 @@ from fkj.security.audit.journal import SUFFIX, AuditJournal, database_identity, 
 from fkj.security.audit.tables import audit_journal
 from fkj.store.backend import scope
 from tests.audit.helpers import read_event
+from tests.locks import chain_head_held
 
 
 def chained(db, tenant) -> list[str]:
@@ -178,41 +179,25 @@ def test_accesses_fail_once_the_chain_has_refused_records_too_long(db, tenant, t
     """The database refuses the records (its chain head is locked by another transaction):
     they wait in the journal; once the oldest is older than max_lag, new accesses fail;
     when the database takes them again, every record is chained once and accesses work."""
-    from fkj.store.backend import scope as tx
     writer = journal_writer(db, tmp_path, ship_interval=0.02, max_lag=0.5)
-    release = threading.Event()
-    locked = threading.Event()
-
-    def hold_the_head():
-        with tx(db.engine, tenant, write=True) as conn:
-            from fkj.security.audit.chain import _lock_head
-            _lock_head(conn, tenant)
-            locked.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold_the_head)
-    holder.start()
     try:
-        assert locked.wait(10)
-        first = read_event(tenant)
-        writer.record(tenant, [first])  # written; the shipper waits for the lock
-        time.sleep(0.8)
-        with pytest.raises(AuditUnavailable) as exc:
-            writer.record(tenant, [read_event(tenant)])
-        assert "has not taken records" in str(exc.value)
-        release.set()
-        holder.join(30)
-        deadline = time.monotonic() + 30
-        while writer.lag() > 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        second = read_event(tenant)
-        writer.record(tenant, [second])
-        writer.flush()
-        # the refused access left no record; the others are chained once
-        assert chained(db, tenant) == [first["id"], second["id"]]
+        with chain_head_held(db.engine, tenant) as let_go:
+            first = read_event(tenant)
+            writer.record(tenant, [first])  # written; the shipper waits for the lock
+            time.sleep(0.8)
+            with pytest.raises(AuditUnavailable) as exc:
+                writer.record(tenant, [read_event(tenant)])
+            assert "has not taken records" in str(exc.value)
+            let_go()
+            deadline = time.monotonic() + 30
+            while writer.lag() > 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            second = read_event(tenant)
+            writer.record(tenant, [second])
+            writer.flush()
+            # the refused access left no record; the others are chained once
+            assert chained(db, tenant) == [first["id"], second["id"]]
     finally:
-        release.set()
-        holder.join(30)
         writer.close()
 
 

@@ -9,16 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 from sqlalchemy import select
 
 from fkj.security.audit import audit_log, verify_chain
-from fkj.security.audit.chain import _lock_head
 from fkj.security.dev import mint_dev_token
 from fkj.store.backend import scope
+from tests.locks import chain_head_held
 
 
 def _start(db, journal_dir) -> tuple[subprocess.Popen, str]:
@@ -61,17 +60,7 @@ def test_reads_answered_by_a_killed_server_are_chained_by_the_next(db, tenant, t
         assert r.status_code == 201, r.text
         pid = r.json()["id"]
         # the chain head is held by another transaction: the server cannot chain anything
-        release, locked = threading.Event(), threading.Event()
-
-        def hold():
-            with scope(db.engine, tenant, write=True) as conn:
-                _lock_head(conn, tenant)
-                locked.set()
-                release.wait(60)
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert locked.wait(10)
+        with chain_head_held(db.engine, tenant):
             for _ in range(5):  # answered: each record is in the journal before the answer
                 assert httpx.get(f"{base}/fhir/{tenant}/Patient/{pid}", headers=h,
                                  timeout=10).status_code == 200
@@ -92,9 +81,6 @@ def test_reads_answered_by_a_killed_server_are_chained_by_the_next(db, tenant, t
                         "AND wait_event_type = 'Lock' AND datname = current_database() "
                         "AND pid <> pg_backend_pid()")).all()
                     assert len(ended) <= 1, ended  # none if its append had not begun
-        finally:
-            release.set()
-            holder.join(60)
         assert _reads_chained(db, tenant, pid) == []  # the killed server chained none
         assert len(list(tmp_path.glob("*/*.audit-journal"))) == 1
     finally:

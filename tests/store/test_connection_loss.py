@@ -14,10 +14,9 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from fkj.security.audit.chain import _lock_head
-from fkj.store.backend import scope
 from fkj.store.engine import make_engine
 from tests.conftest import BASE_URL, auth_headers
+from tests.locks import chain_head_held
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def own_app(db):
     c = TestClient(create_app(fkj), base_url=BASE_URL)
     c.headers.update({**auth_headers(fkj, tenant), "Content-Type": "application/fhir+json"})
     c.base = f"/fhir/{tenant}"  # type: ignore[attr-defined]
-    yield c, fkj, name, tenant
+    yield c, name, tenant
     fkj.close()
     fkj.services.engine.dispose()
 
@@ -74,7 +73,7 @@ def _patient(c, family: str) -> str:
 
 
 def test_connections_ended_by_the_database_are_replaced_before_use(db, own_app):
-    c, fkj, name, _ = own_app
+    c, name, _ = own_app
     pid = _patient(c, "Omstart")
     # several pooled connections: concurrent reads each check one out
     threads = [threading.Thread(target=lambda: [c.get(f"{c.base}/Patient/{pid}")
@@ -101,21 +100,11 @@ def test_connections_ended_by_the_database_are_replaced_before_use(db, own_app):
 
 
 def test_a_write_whose_connection_is_lost_answers_503_and_stores_nothing(db, own_app):
-    c, fkj, name, tenant = own_app
+    c, name, tenant = own_app
     _patient(c, "Før")  # the tenant's audit chain head exists
-    release, locked = threading.Event(), threading.Event()
-
-    def hold():  # the write waits for the audit chain head (its audit commits with it)
-        with scope(db.engine, tenant, write=True) as conn:
-            _lock_head(conn, tenant)
-            locked.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
     answer: list = []
-    try:
-        assert locked.wait(10)
+    # the write waits for the audit chain head (its audit commits with it)
+    with chain_head_held(db.engine, tenant):
         writer = threading.Thread(target=lambda: answer.append(c.post(
             f"{c.base}/Patient", content=orjson.dumps(
                 {"resourceType": "Patient", "name": [{"family": "Tapt"}]}))))
@@ -126,9 +115,6 @@ def test_a_write_whose_connection_is_lost_answers_503_and_stores_nothing(db, own
             time.sleep(0.02)
         _terminate(db, waiting)
         writer.join(30)
-    finally:
-        release.set()
-        holder.join(30)
     r = answer[0]
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] == "1"
