@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from fkj.config import Settings
 from fkj.errors import (
     BadRequest,
     FhirError,
+    Issue,
     NotAcceptable,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -262,7 +264,6 @@ def create_app(fkj: FkjApp) -> Starlette:
         Route("/fhir/{tenant}/{path:path}", fhir_endpoint, methods=methods),
     ]
     async def http_error(request: Request, exc) -> Response:
-        from fkj.errors import Issue
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
         return to_response(FhirResponse(exc.status_code, operation_outcome(
             [Issue("error", code, f"{request.method} {request.url.path}: {exc.detail}")])))
@@ -297,7 +298,6 @@ def _after_refusal(fkj: FkjApp, req: FhirRequest, error: FhirError,
         return outcome_for(e)
     except Exception:  # noqa: BLE001
         log.exception("after-response hook failed on a refused request")
-        from fkj.errors import Issue
         return FhirResponse(503, operation_outcome(
             [Issue("fatal", "transient", "the refused request could not be audited")]))
     return resp
@@ -305,12 +305,9 @@ def _after_refusal(fkj: FkjApp, req: FhirRequest, error: FhirError,
 
 def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = None,
                  pending: list | None = None) -> FhirResponse:
-    from sqlalchemy.exc import DBAPIError
-
-    from fkj.errors import Issue
     try:
         return fkj.handle(req, principal, pending)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if isinstance(e, DBAPIError) and e.connection_invalidated:
             # the database went away under the request (restart, failover): not a bug.
             # Nothing was committed, or the commit was not confirmed: the client retries
