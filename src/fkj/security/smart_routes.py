@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
 from fkj.security.clients import Client, check_secret, get_client
@@ -54,6 +55,9 @@ VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
+#: the public discovery documents (.well-known, JWKS) may be cached for five minutes; every
+#: other answer of this server is ``no-store`` (fkj.edge; RFC 6749 §5.1 for tokens)
+DISCOVERY_CACHE = {"Cache-Control": "public, max-age=300"}
 
 CAPABILITIES = [
     "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
@@ -230,7 +234,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             return JSONResponse({"error": "not_found"}, status_code=404)
         doc = endpoints()
         doc["capabilities"] = CAPABILITIES
-        return JSONResponse(doc)
+        return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     async def openid_configuration(request: Request) -> Response:
         doc = endpoints()
@@ -239,11 +243,11 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             "id_token_signing_alg_values_supported": [s.keyring.alg],  # type: ignore[union-attr]
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
         })
-        return JSONResponse(doc)
+        return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(s.keyring.jwks(),  # type: ignore[union-attr]
-                            headers={"Cache-Control": "public, max-age=300"})
+                            headers=DISCOVERY_CACHE)
 
     # -- authorize ---------------------------------------------------------------------------
     def authorize_sync(items: list[tuple[str, str]]) -> Response:
@@ -380,8 +384,10 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             header, unverified, _, _ = split_compact(assertion)
         except JoseError:
             raise OAuthError("invalid_client", "malformed client_assertion", 401) from None
-        client = get_client(engine, unverified.get("iss") if isinstance(
-            unverified.get("iss"), str) else "")
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or has_control(iss):  # looked up before it is verified
+            raise OAuthError("invalid_client", "malformed client_assertion", 401)
+        client = get_client(engine, iss)
         if client is None or not client.jwks:
             raise OAuthError("invalid_client", "unknown client or no registered keys", 401)
         if form_client_id and form_client_id != client.client_id:
@@ -449,7 +455,10 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             try:
                 raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
                 cid, secret = raw.split(":", 1)
-                cid, secret = unquote(cid.replace("+", " ")), unquote(secret.replace("+", " "))
+                cid, secret = unquote(cid.replace("+", " "), errors="strict"), \
+                    unquote(secret.replace("+", " "), errors="strict")
+                if has_control(cid) or has_control(secret):
+                    raise ValueError("control character")
             except (ValueError, UnicodeDecodeError):
                 raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
             client = get_client(engine, cid)
