@@ -25,11 +25,9 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
-import jinja2
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +37,7 @@ from starlette.routing import Route
 
 from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
+from fkj.web.pages import render
 from fkj.errors import Unauthorized
 from fkj.security.clients import Client, check_secret, get_client
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
@@ -53,7 +52,6 @@ ASSERTION_ALGS = ("RS384", "ES384")
 TENANT_RE = re.compile(r"^[0-9]{4}$")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
 #: the public discovery documents (.well-known, JWKS) may be cached for five minutes; every
 #: other answer of this server is ``no-store`` (fkj.edge; RFC 6749 §5.1 for tokens)
@@ -175,15 +173,9 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
                          directory=getattr(settings, "directory", None) or (lambda t: []))
     ts: TokenService = s.token_service  # type: ignore[assignment]
     engine = s.engine
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=True)
 
     def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = env.get_template(f"auth/{name}").render(**ctx)
-        return HTMLResponse(html, status_code=status, headers={
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                       "form-action 'self'"})
+        return render(f"auth/{name}", status, **ctx)  # autoescaped (fkj.web.pages)
 
     def error_page(message: str, status: int = 400) -> HTMLResponse:
         return page("error.html", status, message=message)
