@@ -31,6 +31,7 @@ shown escaped (``a\\x00b``), so the refusal itself is safe to log and to audit.
 from __future__ import annotations
 
 import re
+from itertools import chain
 from urllib.parse import unquote_to_bytes
 
 from fkj.errors import BadRequest
@@ -40,10 +41,12 @@ __all__ = ["FormCheck", "RefusedPart", "check_headers", "check_json", "check_pat
 
 #: path, query and form text, after percent-decoding
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-#: the same, on raw bytes that need no decoding (ASCII without ``%``)
-_CONTROL_ASCII = re.compile(rb"[\x00-\x1f\x7f]")
+#: the same, on raw bytes that need no decoding (ASCII without ``%``); bytes are tested
+#: with ``translate`` (a deleted byte shortens them), several times faster than a regex
+_CONTROL_ASCII = bytes(range(0x20)) + b"\x7f"
 #: header names and values, raw: HTAB is allowed (RFC 9110 field-value)
-_CONTROL_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_HEADER = bytes(range(0x09)) + bytes(range(0x0a, 0x20)) + b"\x7f"
+_CONTROL_HEADER_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: strings of a JSON body: TAB, LF and CR are allowed (FHIR string)
 _CONTROL_JSON = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 #: in raw JSON, a control character can only be an escape (raw ones are malformed JSON):
@@ -85,6 +88,16 @@ def _decoded(raw: bytes) -> str | None:
         return None
 
 
+def _clean(raw: bytes) -> bool:
+    """Whether ``raw`` (a path, a query) is free of control characters and UTF-8 once
+    percent-decoded — checked whole, the common case; only a refusal looks at the parts
+    to name the one at fault."""
+    if raw.isascii() and b"%" not in raw:
+        return len(raw.translate(None, _CONTROL_ASCII)) == len(raw)
+    text = _decoded(raw)
+    return text is not None and _CONTROL.search(text) is None
+
+
 def _refuse_text(what: str, expression: str, text: str | None, raw: bytes) -> None:
     if text is None:
         raise RefusedPart(f"{what} '{shown(raw)}' is not valid UTF-8 after percent-decoding",
@@ -99,7 +112,7 @@ def _refuse_text(what: str, expression: str, text: str | None, raw: bytes) -> No
 def check_path(raw_path: bytes) -> None:
     """Refuse a path (as sent: percent-encoded, without the query) with a control
     character or a segment that is not UTF-8."""
-    if raw_path.isascii() and b"%" not in raw_path and _CONTROL_ASCII.search(raw_path) is None:
+    if _clean(raw_path):
         return
     for segment in raw_path.split(b"/"):
         _refuse_text("the path segment", "http.path", _decoded(segment), segment)
@@ -108,7 +121,7 @@ def check_path(raw_path: bytes) -> None:
 def check_query(raw: bytes, where: str = "query") -> None:
     """Refuse a query string (or form body, or ``If-None-Exist``) with a control character
     or text that is not UTF-8 in a name or value."""
-    if raw.isascii() and b"%" not in raw and _CONTROL_ASCII.search(raw) is None:
+    if _clean(raw):
         return
     for pair in raw.split(b"&"):
         if not pair:
@@ -127,15 +140,17 @@ def check_query(raw: bytes, where: str = "query") -> None:
 def check_headers(headers: list[tuple[bytes, bytes]]) -> None:
     """Refuse a header whose name or value holds a control character (TAB is allowed in
     values), and an ``If-None-Exist`` whose query is refused by :func:`check_query`."""
+    blob = b"".join(chain.from_iterable(headers))  # all at once: the common case is clean
+    clean = len(blob.translate(None, _CONTROL_HEADER)) == len(blob)
     for name, value in headers:
-        if _CONTROL_HEADER.search(value) is not None or \
-                _CONTROL_HEADER.search(name) is not None:
+        if not clean and (len(value.translate(None, _CONTROL_HEADER)) != len(value) or
+                          len(name.translate(None, _CONTROL_HEADER)) != len(name)):
             label = "-".join(w.capitalize() for w in shown(name, 40).split("-"))
-            m = _CONTROL_HEADER.search(value) or _CONTROL_HEADER.search(name)
+            m = _CONTROL_HEADER_RE.search(value) or _CONTROL_HEADER_RE.search(name)
             raise RefusedPart(f"header {label} holds the control character "
                               f"U+{m.group()[0]:04X}; control characters are not allowed",
                               expression=f"http.{label}")
-        query_header = _QUERY_HEADERS.get(name.lower())
+        query_header = _QUERY_HEADERS.get(name)
         if query_header is not None:
             check_query(value, where=query_header)
 

@@ -32,6 +32,7 @@ log = logging.getLogger("fkj.edge")
 FHIR_JSON = b"application/fhir+json; charset=utf-8"
 _FORM = b"application/x-www-form-urlencoded"
 _MULTIPART = b"multipart/form-data"
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class InternalError(FhirError):
@@ -70,6 +71,11 @@ async def send_error(send, error: FhirError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _where(scope) -> str:
+    """The request, for a log line: method and path (escaped)."""
+    return f"{scope.get('method')} {shown(scope.get('path', ''), 200)}"
+
+
 def _header(headers, name: bytes) -> bytes:
     for k, v in headers:
         if k == name:
@@ -91,19 +97,20 @@ class Edge:
             return await self._websocket(scope, receive, send)
         if kind != "http":
             return await self.app(scope, receive, send)
-        where = f"{scope.get('method')} {shown(scope.get('path', ''))}"
         headers = scope.get("headers") or []
         try:
             check_path(scope.get("raw_path") or scope.get("path", "").encode("utf-8",
                                                                               "surrogateescape"))
             check_query(scope.get("query_string") or b"")
             check_headers(headers)
-            ctype = _header(headers, b"content-type").lower()
+            # a body: only requests of these methods have one the routes read
+            ctype = _header(headers, b"content-type").lower() \
+                if scope.get("method") in _WITH_BODY else b""
             if ctype.startswith(_MULTIPART):
                 raise UnsupportedMediaType("multipart/form-data is not accepted by any route "
                                            "of this server", expression="http.Content-Type")
         except FhirError as e:
-            log.warning("refused %s: %s", where, e.diagnostics)
+            log.warning("refused %s: %s", _where(scope), e.diagnostics)
             return await send_error(send, e)
 
         if ctype.startswith(_FORM):
@@ -123,7 +130,10 @@ class Edge:
             if message["type"] == "http.response.start":
                 started = True
                 out = list(message.get("headers") or ())
-                if not any(k.lower() == b"cache-control" for k, _ in out):
+                for k, _ in out:
+                    if k.lower() == b"cache-control":
+                        break
+                else:
                     out.append((b"cache-control", b"no-store"))
                     message = {**message, "headers": out}
             await send(message)
@@ -132,9 +142,10 @@ class Edge:
             await self.app(scope, receive, sending)
         except Exception as exc:
             if started:  # the answer is under way: the connection is all that can end
-                log.error("error after the response started on %s", where, exc_info=exc)
+                log.error("error after the response started on %s", _where(scope),
+                          exc_info=exc)
                 raise
-            await send_error(send, answer_for(exc, where))
+            await send_error(send, answer_for(exc, _where(scope)))
 
     async def _websocket(self, scope, receive, send) -> None:
         try:
