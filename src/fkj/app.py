@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fkj.config import Settings
+from fkj.edge import Edge, check_json
 from fkj.errors import (
     BadRequest,
     FhirError,
@@ -30,6 +31,7 @@ from fkj.fhir.request import FhirRequest, FhirResponse
 from fkj.repository.repository import Repository
 from fkj.repository.services import Services
 from fkj.store.engine import make_engine
+from fkj.store.faults import fault_for
 from fkj.types import Principal
 
 log = logging.getLogger("fkj")
@@ -97,6 +99,12 @@ class FkjApp:
             response = dispatch(req, repo, self)
         except FhirError as e:
             error, response = e, outcome_for(e)
+        except Exception as e:
+            fault = fault_for(e)  # the database cannot be reached, the disk is full
+            if fault is None:
+                raise
+            _log_fault(req, fault, e)
+            error, response = fault, outcome_for(fault)
         try:
             for hook in self.after_response:
                 fut = hook(self, req, principal, response, error)
@@ -196,40 +204,59 @@ def create_app(fkj: FkjApp) -> Starlette:
     async def fhir_endpoint(request: Request) -> Response:
         tenant = request.path_params["tenant"]
         path = request.path_params.get("path", "")
+        segments = [s for s in path.split("/") if s]
         headers = {k.lower(): v for k, v in request.headers.items()}
+        principal = None  # known once the token is verified: a later refusal names it
         try:
-            principal = fkj.authenticate_request(tenant, [s for s in path.split("/") if s],
-                                                 headers)
-            _negotiate(request)
-            body = None
-            raw = b""
-            if request.method in ("POST", "PUT", "PATCH"):
-                raw = await _read_body(request, settings.max_body_bytes)
-                ctype = request.headers.get("content-type", "application/fhir+json")
-                media = ctype.split(";")[0].strip().lower()
-                if media == "application/x-www-form-urlencoded" and path.endswith("_search"):
-                    body = None
-                elif media not in JSON_TYPES and not media.endswith("+json"):
-                    raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; "
-                                               "send application/fhir+json")
-                elif raw.strip() or request.method != "POST" or not path.endswith("_search"):
-                    body = parse_body(raw, max_bytes=settings.max_body_bytes,
-                                      max_depth=settings.max_json_depth)
-            query = list(request.query_params.multi_items())
-            if path.endswith("_search") and request.method == "POST" and raw and body is None:
-                from urllib.parse import parse_qsl
-                try:
-                    query += parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
-                except UnicodeDecodeError:
-                    raise BadRequest("the form body is not UTF-8") from None
-            req = FhirRequest(request.method, tenant, [s for s in path.split("/") if s], query,
-                              headers, body)
+            try:
+                principal = fkj.authenticate_request(tenant, segments, headers)
+                _negotiate(request)
+                body = None
+                raw = b""
+                if request.method in ("POST", "PUT", "PATCH"):
+                    # a form body is checked by the edge (fkj.edge) as it is read here
+                    raw = await _read_body(request, settings.max_body_bytes)
+                    ctype = request.headers.get("content-type", "application/fhir+json")
+                    media = ctype.split(";")[0].strip().lower()
+                    if media == "application/x-www-form-urlencoded" and \
+                            path.endswith("_search"):
+                        body = None
+                    elif media not in JSON_TYPES and not media.endswith("+json"):
+                        raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; "
+                                                   "send application/fhir+json")
+                    elif raw.strip() or request.method != "POST" or \
+                            not path.endswith("_search"):
+                        body = parse_body(raw, max_bytes=settings.max_body_bytes,
+                                          max_depth=settings.max_json_depth)
+                        check_json(raw, body)
+                query = list(request.query_params.multi_items())
+                if path.endswith("_search") and request.method == "POST" and raw and \
+                        body is None:
+                    from urllib.parse import parse_qsl
+                    try:
+                        query += parse_qsl(raw.decode(), keep_blank_values=True,
+                                           strict_parsing=False)
+                    except UnicodeDecodeError:
+                        raise BadRequest("the form body is not UTF-8") from None
+                req = FhirRequest(request.method, tenant, segments, query, headers, body)
+            except FhirError:
+                raise
+            except Exception as e:
+                # the token's revocation check or the tenant lookup could not reach the
+                # database: answered (and audited) like any refusal
+                fault = fault_for(e)
+                if fault is None:
+                    raise
+                log.warning("%s %s: %s (%s)", request.method, request.url.path,
+                            fault.diagnostics, e.__class__.__name__)
+                raise fault from e
         except FhirError as e:
             resp = outcome_for(e)
             if fkj.after_response:  # refusals before dispatch (401, 403, 415 …) are audited
-                failed = FhirRequest(request.method, tenant, [s for s in path.split("/") if s],
+                failed = FhirRequest(request.method, tenant, segments,
                                      list(request.query_params.multi_items()), headers, None)
-                resp = await run_in_threadpool(_after_refusal, fkj, failed, e, resp)
+                resp = await run_in_threadpool(_after_refusal, fkj, failed, e, resp,
+                                               principal)
             return to_response(resp)
         if _is_point_read(req):
             # a primary-key lookup costs less than the hop to a worker thread; the audit
@@ -268,7 +295,10 @@ def create_app(fkj: FkjApp) -> Starlette:
         return to_response(FhirResponse(exc.status_code, operation_outcome(
             [Issue("error", code, f"{request.method} {request.url.path}: {exc.detail}")])))
 
-    app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error})
+    # every route, extra_routes included, sits behind the edge: request hygiene,
+    # Cache-Control: no-store, and faults and bugs answered as OperationOutcomes (fkj.edge)
+    app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error},
+                    middleware=[Middleware(Edge, max_form_bytes=settings.max_body_bytes)])
     app.state.fkj = fkj
     return app
 
@@ -281,25 +311,33 @@ def _is_point_read(req: FhirRequest) -> bool:
 
 
 def _after_refusal(fkj: FkjApp, req: FhirRequest, error: FhirError,
-                   resp: FhirResponse) -> FhirResponse:
-    """Run the after-response hooks for a request refused before dispatch; an unknown
-    tenant has no log to write to."""
+                   resp: FhirResponse, principal: Principal | None = None) -> FhirResponse:
+    """Run the after-response hooks for a request refused before dispatch (``principal``:
+    the caller, if its token was verified before the refusal — a 406, 413, 415 or bad body
+    of an authenticated caller is recorded as hers); an unknown tenant has no log to
+    write to."""
     from fkj.errors import NotFound
     try:
         fkj.services.tenants.get(req.tenant)
     except NotFound:
         return resp
+    except Exception as e:
+        if fault_for(e) is None:
+            raise
+        return resp  # the database cannot confirm the tenant: the refusal (503) stands
     try:
         for hook in fkj.after_response:
-            fut = hook(fkj, req, None, resp, error)
+            fut = hook(fkj, req, principal, resp, error)
             if fut is not None:
                 wait_hook(fut)
     except FhirError as e:
         return outcome_for(e)
-    except Exception:  # noqa: BLE001
+    except Exception as e:
+        fault = fault_for(e)
+        if fault is not None:
+            return outcome_for(fault)
         log.exception("after-response hook failed on a refused request")
-        return FhirResponse(503, operation_outcome(
-            [Issue("fatal", "transient", "the refused request could not be audited")]))
+        return outcome_for(ServiceUnavailable("the refused request could not be audited"))
     return resp
 
 
@@ -308,16 +346,18 @@ def _safe_handle(fkj: FkjApp, req: FhirRequest, principal: Principal | None = No
     try:
         return fkj.handle(req, principal, pending)
     except Exception as e:
-        if isinstance(e, DBAPIError) and e.connection_invalidated:
-            # the database went away under the request (restart, failover): not a bug.
-            # Nothing was committed, or the commit was not confirmed: the client retries
-            # (a create conditionally, with If-None-Exist, if it must not duplicate).
-            log.warning("database connection lost on %s %s: %s", req.method,
-                        "/".join(req.segments), e.orig)
-            return FhirResponse(503, operation_outcome([Issue(
-                "error", "transient", "the connection to the database was lost and nothing "
-                "was confirmed; retry the request")]), headers={"Retry-After": "1"})
+        fault = fault_for(e)  # raised by an after-response hook (handle maps the others)
+        if fault is not None:
+            _log_fault(req, fault, e)
+            return outcome_for(fault)
         # a bug: log it, answer with an OperationOutcome, never a bare 500 page
         log.exception("unhandled error on %s %s", req.method, "/".join(req.segments))
         return FhirResponse(500, operation_outcome(
             [Issue("fatal", "exception", "internal error; it has been logged")]))
+
+
+def _log_fault(req: FhirRequest, fault: FhirError, exc: BaseException) -> None:
+    """One line per fault (not a traceback: a database that is down fails every request)."""
+    text = str(getattr(exc, "orig", None) or exc).splitlines()
+    log.warning("%s %s: %s (%s: %s)", req.method, "/".join(req.segments), fault.diagnostics,
+                type(exc).__name__, text[0][:300] if text else "")

@@ -18,15 +18,22 @@
      ├── PayloadTooLarge (413, too-costly)
      ├── UnsupportedMediaType (415, not-supported)
      ├── Unprocessable (422, processing)                      — business rule (e.g. references)
-     └── ServiceUnavailable (503, transient)
+     ├── InsufficientStorage (507, no-store)                  — the disk is full
+     └── ServiceUnavailable (503, transient)                  — always with Retry-After
+          └── DatabaseUnavailable (503, transient)            — cannot reach the database
 
 Raise these from anywhere below the HTTP edge; the edge turns them into an OperationOutcome
-(:func:`fkj.fhir.outcomes.outcome_for`). Anything else that escapes is a bug.
+(:func:`fkj.fhir.outcomes.outcome_for`). Faults of the storage (a database that cannot be
+reached, a full disk) are raised by the drivers as their own exceptions; one function,
+:func:`fkj.store.faults.fault_for`, names the error above each stands for, and the edge
+(:mod:`fkj.edge`) applies it on every route. Anything else that escapes is a bug: logged, and
+answered 500 with an OperationOutcome.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Issue:
 class FhirError(Exception):
     status = 500
     code = "exception"
+    #: headers every response of this error carries (``Retry-After`` of a 503)
+    default_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, diagnostics: str, *, expression: list[str] | str | None = None,
                  issues: list[Issue] | None = None, code: str | None = None,
@@ -56,7 +65,7 @@ class FhirError(Exception):
         if isinstance(expression, str):
             expression = [expression]
         self.diagnostics = diagnostics
-        self.headers = headers or {}
+        self.headers = {**self.default_headers, **(headers or {})}
         self.issues = issues or [Issue("error", code or self.code, diagnostics, expression or [])]
 
 
@@ -120,5 +129,20 @@ class Unprocessable(FhirError):
     status, code = 422, "processing"
 
 
+class InsufficientStorage(FhirError):
+    """The disk of the database (or of a file the request writes) is full: nothing was
+    stored; the operator must make room (RFC 4918 507)."""
+
+    status, code = 507, "no-store"
+
+
 class ServiceUnavailable(FhirError):
+    """A passing condition: the client retries after ``Retry-After`` seconds."""
+
     status, code = 503, "transient"
+    default_headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (down, restarting, refusing connections, or the
+    connection was lost under the request): nothing was confirmed."""

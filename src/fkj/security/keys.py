@@ -20,6 +20,7 @@ i.e. until every token it signed has expired.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sqlalchemy import Engine, insert, or_, select, update
 from fkj.store.backend import write_transaction
 from fkj.security.tables import signing_key
 
+log = logging.getLogger(__name__)
 DEFAULT_ALG = "ES256"
 _CURVES = {"ES256": "P-256", "ES384": "P-384"}
 
@@ -77,10 +79,18 @@ class KeyRing:
         self._loaded_at = 0.0
         self.reloads = 0
         self._missing: dict[str, float] = {}
-        self.reload()
-        if self._current is None:  # first start: every process then shares this key
-            self._create()
+        try:
             self.reload()
+            if self._current is None:  # first start: every process then shares this key
+                self._create()
+                self.reload()
+        except Exception as e:
+            from fkj.store.faults import fault_for
+            if fault_for(e) is None:
+                raise
+            # the database cannot be reached yet: the server starts anyway (and answers 503
+            # until it can); the keys are loaded at their first use
+            log.warning("signing keys not loaded: %s", fault_for(e).diagnostics)
 
     # -- loading -------------------------------------------------------------------------
     def reload(self) -> None:

@@ -25,11 +25,9 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
-import jinja2
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +35,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
+from fkj.web.pages import render
 from fkj.errors import Unauthorized
 from fkj.security.clients import Client, check_secret, get_client
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
@@ -52,8 +52,10 @@ ASSERTION_ALGS = ("RS384", "ES384")
 TENANT_RE = re.compile(r"^[0-9]{4}$")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
+#: the public discovery documents (.well-known, JWKS) may be cached for five minutes; every
+#: other answer of this server is ``no-store`` (fkj.edge; RFC 6749 §5.1 for tokens)
+DISCOVERY_CACHE = {"Cache-Control": "public, max-age=300"}
 
 CAPABILITIES = [
     "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
@@ -171,15 +173,9 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
                          directory=getattr(settings, "directory", None) or (lambda t: []))
     ts: TokenService = s.token_service  # type: ignore[assignment]
     engine = s.engine
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=True)
 
     def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = env.get_template(f"auth/{name}").render(**ctx)
-        return HTMLResponse(html, status_code=status, headers={
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                       "form-action 'self'"})
+        return render(f"auth/{name}", status, **ctx)  # autoescaped (fkj.web.pages)
 
     def error_page(message: str, status: int = 400) -> HTMLResponse:
         return page("error.html", status, message=message)
@@ -230,7 +226,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             return JSONResponse({"error": "not_found"}, status_code=404)
         doc = endpoints()
         doc["capabilities"] = CAPABILITIES
-        return JSONResponse(doc)
+        return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     async def openid_configuration(request: Request) -> Response:
         doc = endpoints()
@@ -239,11 +235,11 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             "id_token_signing_alg_values_supported": [s.keyring.alg],  # type: ignore[union-attr]
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
         })
-        return JSONResponse(doc)
+        return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(s.keyring.jwks(),  # type: ignore[union-attr]
-                            headers={"Cache-Control": "public, max-age=300"})
+                            headers=DISCOVERY_CACHE)
 
     # -- authorize ---------------------------------------------------------------------------
     def authorize_sync(items: list[tuple[str, str]]) -> Response:
@@ -380,8 +376,10 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             header, unverified, _, _ = split_compact(assertion)
         except JoseError:
             raise OAuthError("invalid_client", "malformed client_assertion", 401) from None
-        client = get_client(engine, unverified.get("iss") if isinstance(
-            unverified.get("iss"), str) else "")
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or has_control(iss):  # looked up before it is verified
+            raise OAuthError("invalid_client", "malformed client_assertion", 401)
+        client = get_client(engine, iss)
         if client is None or not client.jwks:
             raise OAuthError("invalid_client", "unknown client or no registered keys", 401)
         if form_client_id and form_client_id != client.client_id:
@@ -449,7 +447,10 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             try:
                 raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
                 cid, secret = raw.split(":", 1)
-                cid, secret = unquote(cid.replace("+", " ")), unquote(secret.replace("+", " "))
+                cid, secret = unquote(cid.replace("+", " "), errors="strict"), \
+                    unquote(secret.replace("+", " "), errors="strict")
+                if has_control(cid) or has_control(secret):
+                    raise ValueError("control character")
             except (ValueError, UnicodeDecodeError):
                 raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
             client = get_client(engine, cid)

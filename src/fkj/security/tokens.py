@@ -54,6 +54,7 @@ from joserfc import jwt as jose_jwt
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
@@ -448,6 +449,8 @@ class TokenService:
             return None
         if not isinstance(v, str):
             raise _unauthorized(f"claim {name} must be a string")
+        if has_control(v):  # it would reach the audit log (and PostgreSQL refuses U+0000)
+            raise _unauthorized(f"claim {name} holds a control character")
         return v
 
     def _principal_local(self, c: dict[str, Any]) -> Principal:
@@ -464,7 +467,8 @@ class TokenService:
         if kind == "citizen" and c.get("acr") not in ACR_VALUES:
             raise _unauthorized("citizen token without a valid acr")
         roles = c.get(CLAIM_ROLE) or []
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        if not isinstance(roles, list) or not all(isinstance(r, str) and not has_control(r)
+                                                  for r in roles):
             raise _unauthorized("bad role claim")
         return Principal(
             kind=kind, subject=sub, tenant=tenant,
@@ -495,17 +499,20 @@ class TokenService:
                     v[name] = str(v[name])  # e.g. numeric HPR numbers
                 else:
                     raise _unauthorized(f"claim for {name} must be a string")
+            if name in v and has_control(v[name]):
+                raise _unauthorized(f"claim for {name} holds a control character")
         if not v.get("subject"):
             raise _unauthorized("token has no sub")
         roles = v.get("roles", [])
         if isinstance(roles, str):
             roles = roles.split()
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        if not isinstance(roles, list) or not all(isinstance(r, str) and not has_control(r)
+                                                  for r in roles):
             raise _unauthorized("bad roles claim")
         scopes = v.get("scopes", "")
         if isinstance(scopes, list):
             scopes = " ".join(x for x in scopes if isinstance(x, str))
-        if not isinstance(scopes, str):
+        if not isinstance(scopes, str) or has_control(scopes):
             raise _unauthorized("bad scope claim")
         kind = ti.kind or v.get("kind") or (
             "practitioner" if v.get("hpr_number") else "citizen" if v.get("pid") else "client")
@@ -517,7 +524,8 @@ class TokenService:
             roles=frozenset(roles), unit=v.get("unit"), organisation=v.get("organisation"),
             patient=v.get("patient"), encounter=v.get("encounter"),
             client_id=v.get("client_id"), purpose_of_use=v.get("purpose_of_use") or "TREAT",
-            token_id=c.get("jti") if isinstance(c.get("jti"), str) else None,
+            token_id=c.get("jti") if isinstance(c.get("jti"), str)
+            and not has_control(c["jti"]) else None,
             fhir_user=v.get("fhir_user"))
 
     # -- revocation ------------------------------------------------------------------------

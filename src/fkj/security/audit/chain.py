@@ -118,7 +118,8 @@ def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
                 cur.execute(_SQLITE_WATERMARK, (watermark[0], tenant, watermark[1]))
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if raw.driver_connection.in_transaction:  # SQLite ends it itself on a full disk
+                cur.execute("ROLLBACK")  # (a ROLLBACK then would hide the cause)
             raise
         finally:
             cur.close()
