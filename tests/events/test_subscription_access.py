@@ -225,7 +225,7 @@ def test_exports_leave_out_others_subscriptions_and_mask_headers(
         for name, who in (("other", w.other), ("nurse", w.nurse), ("owner", owner),
                           ("admin", w.admin)):
             r = kick_off(who, "/$export", _type="Subscription")
-            url, done = finish(who, r)
+            _, done = finish(who, r)
             assert done.status_code == 200, (name, done.text)
             data = download(who, done.json())
             seen[name] = [s["id"] for s in data.get("Subscription", [])]

@@ -99,6 +99,13 @@ def _env_str(name: str, default: str | None):
     return field(default_factory=lambda: os.environ.get(name) or default)
 
 
+def _env_flag(name: str):
+    """None when unset (the default applies), else whether it is ``1``/``true``/``yes``."""
+    def read():
+        v = os.environ.get(name)
+        return None if v is None or v == "" else v.strip().lower() in ("1", "true", "yes")
+    return field(default_factory=read)
+
 
 @dataclass
 class EventConfig:
@@ -127,6 +134,13 @@ class EventConfig:
     match_batch: int = 1000
     #: start the background threads in register_events (``FKJ_EVENTS_WORKERS=0``: off)
     start: bool = field(default_factory=lambda: os.environ.get("FKJ_EVENTS_WORKERS", "1") != "0")
+    #: rest-hook endpoints (see fkj.events.endpoints): plain http allowed (None: only in
+    #: demo/dev, ``FKJ_DEMO=1``), non-global addresses (loopback, private, link-local …)
+    #: allowed, and host names / CIDR blocks always allowed (comma-separated)
+    allow_http: bool | None = _env_flag("FKJ_EVENTS_ALLOW_HTTP")
+    allow_private: bool = field(default_factory=lambda: bool(
+        os.environ.get("FKJ_EVENTS_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes")))
+    allowed_networks: str = _env_str("FKJ_EVENTS_ALLOWED_NETWORKS", "")
     #: NATS JetStream bridge: server URL (unset: no bridge), stream, subject prefix
     nats_url: str | None = _env_str("FKJ_NATS_URL", None)
     nats_stream: str = _env_str("FKJ_NATS_STREAM", "FKJ_EVENTS")
@@ -175,6 +189,23 @@ class DeliveryWorker:
         self._results_lock = threading.Lock()
         #: notifications delivered (2xx) by this process
         self.sent = 0
+        self._endpoint_policy: tuple[tuple, object] | None = None
+
+    def endpoint_policy(self):
+        """The rest-hook endpoint policy of the current settings (see
+        :mod:`fkj.events.endpoints`), rebuilt when they change."""
+        from fkj.events.endpoints import EndpointPolicy
+        c = self.config
+        settings = self.services.settings
+        allow_http = settings.demo if c.allow_http is None else c.allow_http
+        key = (allow_http, c.allow_private, c.allowed_networks or "", self.base_url)
+        held = self._endpoint_policy
+        if held is None or held[0] != key:
+            policy = EndpointPolicy.from_settings(
+                allow_http=allow_http, allow_private=c.allow_private,
+                allowed=c.allowed_networks or "", base_url=settings.base_url)
+            held = self._endpoint_policy = (key, policy)
+        return held[1]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -232,7 +263,7 @@ class DeliveryWorker:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake_ev = asyncio.Event()
-        http = AsyncHttp(self.config.connections)
+        http = AsyncHttp(self.config.connections, self.endpoint_policy)
         tasks: set[asyncio.Task] = set()
         failures = 0
         last_scan = 0.0
@@ -301,7 +332,7 @@ class DeliveryWorker:
         """Run rounds and deliver in the calling thread until nothing is due (when the
         background dispatcher is not started: tests, CLI)."""
         async def go():
-            http = AsyncHttp(self.config.connections)
+            http = AsyncHttp(self.config.connections, self.endpoint_policy)
             try:
                 for _ in range(1000):
                     self.flush_results()
@@ -830,7 +861,10 @@ class DeliveryWorker:
             return
         body["status"] = status
         if status == "error":
-            body["error"] = "delivery to the endpoint is failing; retrying"
+            # the same text whatever failed (refused, unreachable, timed out, an address the
+            # endpoint policy forbids, an HTTP error): no oracle of internal hosts and ports
+            from fkj.events.endpoints import GENERIC_ERROR
+            body["error"] = GENERIC_ERROR
         else:
             body.pop("error", None)
         repo.update("Subscription", sid, body, if_match=cur.etag)

@@ -4,8 +4,8 @@ notification Bundles sent for them.
 A Subscription written through the repository is first prepared (``prepare`` hook: its
 ``channel.header`` lines are checked, their values taken out and masked, the owner tag set —
 see :mod:`fkj.events.secrets` and :mod:`fkj.events.access`), then parsed in the write
-transaction (``before_commit``): an invalid one (unknown topic, bad filter, missing endpoint)
-rolls the write back with an OperationOutcome.
+transaction (``before_commit``): an invalid one (unknown topic, bad filter, an endpoint the
+endpoint policy refuses, a forbidden header) rolls the write back with an OperationOutcome.
 The writer becomes the owner: its Principal is stored, and matching and full-resource
 payloads use its rights; the header values are stored sealed in ``subscription_state``.
 """
@@ -43,7 +43,16 @@ EVENTS_SUBJECT = "fkj-events"
 CHANNELS = ("rest-hook", "websocket")
 CONTENTS = ("empty", "id-only", "full-resource")
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*$")
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$")
+#: headers a subscriber may not set: they frame or route the request or the connection, are
+#: set by the platform itself, or are ambient credentials of browsers and proxies
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+    "te", "trailer", "expect", "proxy-authorization", "proxy-authenticate",
+    "proxy-connection", "content-type", "content-encoding", "cookie", "forwarded",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
+MAX_HEADERS = 32
+MAX_HEADER_CHARS = 8192
 
 
 @dataclass
@@ -162,8 +171,8 @@ def parse_subscription(res: dict) -> Config:
 
 def check_headers(headers) -> list[str]:
     """``channel.header`` as a list of ``Name: value`` lines; 422 on
-    ``Subscription.channel.header[i]`` for a malformed one (the value is never echoed: it is
-    a secret)."""
+    ``Subscription.channel.header[i]`` for a malformed or forbidden one (the value is never
+    echoed: it is a secret)."""
     def bad(msg, expr):
         raise Unprocessable(msg, issues=[Issue("error", "invalid", msg, [f"Subscription.{expr}"])])
 
@@ -171,9 +180,17 @@ def check_headers(headers) -> list[str]:
         return []
     if not isinstance(headers, list):
         bad("channel.header must be a list of 'Name: value' strings", "channel.header")
+    if len(headers) > MAX_HEADERS:
+        bad(f"channel.header: at most {MAX_HEADERS} headers", "channel.header")
     for i, h in enumerate(headers):
-        if not isinstance(h, str) or not _HEADER.match(h):
-            bad(f"channel.header[{i}] must be 'Name: value' (one line)",
+        if not isinstance(h, str) or len(h) > MAX_HEADER_CHARS or not _HEADER.match(h):
+            bad(f"channel.header[{i}] must be 'Name: value' on one line (a header name, a "
+                f"colon, at most {MAX_HEADER_CHARS} characters without control characters)",
+                f"channel.header[{i}]")
+        name = h.partition(":")[0].strip()
+        if name.lower() in FORBIDDEN_HEADERS or name.lower().startswith("proxy-"):
+            bad(f"channel.header[{i}]: the header {name} may not be set by a subscriber "
+                "(it is set by the platform, or frames or routes the request)",
                 f"channel.header[{i}]")
     return list(headers)
 
@@ -282,6 +299,7 @@ def before_commit(repo, conn, operations) -> None:
                 subscription_event.c.tenant == repo.tenant, subscription_event.c.sub_id == sid))
             continue
         cfg = parse_subscription(orjson.loads(op.content))
+        check_endpoint(repo, cfg)
         check_filters(repo, conn, cfg)
         plain = pending.get(sid)
         sealed = None if plain is None else box_of(repo.services).seal(
@@ -297,6 +315,22 @@ def not_importable(rtype: str | None) -> str | None:
         return ("Subscriptions are not imported: create them through the FHIR API, where "
                 "the writer becomes the owner and channel.header values are kept secret")
     return None
+
+
+def check_endpoint(repo, cfg: Config) -> None:
+    """A rest-hook endpoint must pass the endpoint policy (:mod:`fkj.events.endpoints`)."""
+    if cfg.channel != "rest-hook" or not cfg.endpoint:
+        return
+    worker = repo.services.extras.get("events")
+    if worker is not None:
+        policy = worker.endpoint_policy()
+    else:  # the strictest: nothing but https to public addresses
+        from fkj.events.endpoints import EndpointPolicy
+        policy = EndpointPolicy(base_url=repo.services.settings.base_url)
+    problem = policy.problem(cfg.endpoint)
+    if problem is not None:
+        raise Unprocessable(problem, issues=[Issue("error", "invalid", problem,
+                                                   ["Subscription.channel.endpoint"])])
 
 
 def check_filters(repo, conn, cfg: Config) -> None:
