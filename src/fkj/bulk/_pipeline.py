@@ -206,7 +206,7 @@ class WorkState:
         return out
 
 
-from fkj.events.subscriptions import not_importable  # noqa: E402
+from fkj.events.subscriptions import not_importable
 from fkj.repository.unit_of_work import _VALUE_COLUMNS as _VALUE_TABLES  # noqa: E402
 from fkj.search.composite import flatten  # noqa: E402
 

@@ -35,6 +35,13 @@ def _all_tenants(bind) -> None:
         bind.execute(sa.text("SELECT set_config('fkj.tenant', '*', true)"))
 
 
+def _principal(parse, text):
+    try:
+        return parse(text)
+    except (ValueError, TypeError):
+        return None
+
+
 def upgrade() -> None:
     from fkj.events.access import with_owner
     from fkj.events.secrets import PREFIX, HeaderBox, redact
@@ -51,10 +58,9 @@ def upgrade() -> None:
     owners = {}
     for tenant, sid, headers, owner in bind.execute(sa.text(
             "SELECT tenant, id, headers, owner FROM subscription_state")).all():
-        try:
-            owners[(tenant, sid)] = principal_from_json(owner)
-        except Exception:  # noqa: BLE001 - an unreadable owner: admins only from now on
-            pass
+        who = _principal(principal_from_json, owner)
+        if who is not None:  # an unreadable owner: the tenant's admins only from now on
+            owners[(tenant, sid)] = who
         if headers and headers != "[]" and not headers.startswith(PREFIX):
             plain = [h for h in orjson.loads(headers) if isinstance(h, str)]
             bind.execute(sa.text("UPDATE subscription_state SET headers = :h "
