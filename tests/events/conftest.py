@@ -187,6 +187,23 @@ def post(client, resource: dict) -> dict:
     return r.json()
 
 
+def drop_subscriptions(fkj_app, tenant: str) -> None:
+    """Delete every Subscription of ``tenant`` (as the operator): one left behind with an
+    endpoint that fails is retried for the rest of the test session."""
+    from sqlalchemy import select
+
+    from fkj.events.tables import subscription_state
+    from fkj.repository.repository import Repository
+    from fkj.store.backend import scope
+    from fkj.types import Principal
+    with scope(fkj_app.services.engine, tenant) as conn:
+        ids = conn.execute(select(subscription_state.c.id).where(
+            subscription_state.c.tenant == tenant)).scalars().all()
+    repo = Repository(fkj_app.services, Principal.system(tenant), tenant)
+    for sid in ids:
+        repo.delete("Subscription", sid)
+
+
 def patient(family: str = "Hansen") -> dict:
     return {"resourceType": "Patient", "name": [{"family": family, "given": ["Kari"]}]}
 

@@ -14,7 +14,15 @@ import pytest
 
 from fkj.events.endpoints import GENERIC_ERROR, EndpointPolicy
 from fkj.events.http import AsyncHttp
-from tests.events.conftest import FHIR, LOOPBACK_ALLOWED, Receiver, patient, post, subscription
+from tests.events.conftest import (
+    FHIR,
+    LOOPBACK_ALLOWED,
+    Receiver,
+    drop_subscriptions,
+    patient,
+    post,
+    subscription,
+)
 
 #: the policy a production deployment starts with (the test session allows loopback + http)
 DEFAULTS = {"allow_http": False, "allow_private": False, "allowed_networks": ""}
@@ -51,6 +59,14 @@ FORBIDDEN_ENDPOINTS = [
     "https://testserver/fhir",  # the platform itself (its base URL's host)
     "https://user:pass@hooks.example.no/hook",  # credentials belong in channel.header
 ]
+
+
+@pytest.fixture
+def ev_client(ev_client, fkj_app):
+    """The event tests' client; its tenant's Subscriptions (with endpoints that fail) are
+    deleted afterwards."""
+    yield ev_client
+    drop_subscriptions(fkj_app, ev_client.tenant)
 
 
 def test_the_default_policy_refuses_internal_endpoints_when_written(ev_client, events):

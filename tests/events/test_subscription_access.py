@@ -18,6 +18,7 @@ from fkj.repository.repository import Repository
 from fkj.types import Principal
 from tests.events.conftest import (
     FHIR,
+    drop_subscriptions,
     event_numbers,
     focuses,
     patient,
@@ -63,7 +64,8 @@ def world(ev_asgi, fkj_app, db, events):
     w.admin = personnel(ev_asgi, fkj_app, t, "drift", ["systemforvalter"], "hjem", "9222")
     # the operator: the fkj command line acts as the platform's system principal
     w.operator = Repository(fkj_app.services, Principal.system(t), t)
-    return w
+    yield w
+    drop_subscriptions(fkj_app, t)
 
 
 def _take_over(w, sid: str, **changes) -> None:
