@@ -93,7 +93,9 @@ def run(backend: str, a) -> dict:
         with database(backend) as url:
             fkj = build_fkj(Settings(database_url=url, base_url="http://bench"))
             worker = register_events(fkj, EventConfig(connections=a.connections, poll=0.2,
-                                                      max_count=a.max_count, nats_url=None))
+                                                      max_count=a.max_count, nats_url=None,
+                                                      # the receiver runs on loopback
+                                                      allow_http=True, allow_private=True))
             repo = Repository(fkj.services, Principal.system("4601"), "4601")
             with repo.transaction():
                 for _ in range(a.subs):

@@ -23,6 +23,11 @@ BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 TOPIC = "http://fkj.no/fhir/SubscriptionTopic/"
 
 
+#: the receivers of these tests listen on loopback over plain http: the endpoint policy must
+#: be told so (by default it refuses both, see test_endpoint_policy.py)
+LOOPBACK_ALLOWED = {"allow_http": True, "allow_private": True, "allowed_networks": ""}
+
+
 @pytest.fixture(scope="session")
 def events(fkj_app):
     from fkj.events.delivery import EventConfig
@@ -34,6 +39,8 @@ def events(fkj_app):
     # already registered by the app's wiring: tighten the timings in place
     for k in ("poll", "max_failures", "retry_base", "retry_max", "timeout", "lease_margin"):
         setattr(worker.config, k, getattr(cfg, k))
+    for k, v in LOOPBACK_ALLOWED.items():
+        setattr(worker.config, k, v)
     if not worker.running:
         worker.start()
     yield worker
@@ -61,12 +68,13 @@ def ev_client(ev_asgi, fkj_app, tenant):
 class Receiver:
     """A rest-hook endpoint: records every POSTed Bundle (and its headers)."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.received: list[dict] = []
         self.headers: list[dict] = []
         self.status = 200
         self.lock = threading.Lock()
         self.server = None
+        self.host = host
         self.port = 0
         self.start()
 
@@ -87,7 +95,7 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -98,7 +106,7 @@ class Receiver:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def bundles(self, ntype=None):
         with self.lock:
@@ -177,6 +185,23 @@ def post(client, resource: dict) -> dict:
     r = client.post(f"{client.base}/{resource['resourceType']}", json=resource, headers=FHIR)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def drop_subscriptions(fkj_app, tenant: str) -> None:
+    """Delete every Subscription of ``tenant`` (as the operator): one left behind with an
+    endpoint that fails is retried for the rest of the test session."""
+    from sqlalchemy import select
+
+    from fkj.events.tables import subscription_state
+    from fkj.repository.repository import Repository
+    from fkj.store.backend import scope
+    from fkj.types import Principal
+    with scope(fkj_app.services.engine, tenant) as conn:
+        ids = conn.execute(select(subscription_state.c.id).where(
+            subscription_state.c.tenant == tenant)).scalars().all()
+    repo = Repository(fkj_app.services, Principal.system(tenant), tenant)
+    for sid in ids:
+        repo.delete("Subscription", sid)
 
 
 def patient(family: str = "Hansen") -> dict:

@@ -25,7 +25,8 @@ from fkj.events.delivery import EventConfig
 from fkj.events.wiring import register_events
 fkj = build_fkj(Settings(database_url=sys.argv[1], base_url="http://testserver"))
 worker = register_events(fkj, EventConfig(poll=0.05, retry_base=0.05, retry_max=0.3,
-                                          start=True, nats_url=None))
+                                          start=True, nats_url=None, allow_http=True,
+                                          allow_private=True))  # the receiver: loopback
 print("ready", flush=True)
 sys.stdin.readline()  # "stop"
 worker.stop()

@@ -151,6 +151,9 @@ class WorkState:
                 out.append((ERR, item.line, item.rtype, item.rid, item.error or "no id", [],
                             "invalid"))
                 continue
+            if (why := not_importable(item.rtype)) is not None:  # fkj.events: Subscription
+                out.append((ERR, item.line, item.rtype, item.rid, why, [], "not-supported"))
+                continue
             try:
                 op = repo.prepare(item.resource, rtype=None, rid=item.rid, version=1,
                                   method="PUT", ts=ts)
@@ -203,6 +206,7 @@ class WorkState:
         return out
 
 
+from fkj.events.subscriptions import not_importable
 from fkj.repository.unit_of_work import _VALUE_COLUMNS as _VALUE_TABLES  # noqa: E402
 from fkj.search.composite import flatten  # noqa: E402
 

@@ -99,6 +99,14 @@ def _env_str(name: str, default: str | None):
     return field(default_factory=lambda: os.environ.get(name) or default)
 
 
+def _env_flag(name: str):
+    """None when unset (the default applies), else whether it is ``1``/``true``/``yes``."""
+    def read():
+        v = os.environ.get(name)
+        return None if v is None or v == "" else v.strip().lower() in ("1", "true", "yes")
+    return field(default_factory=read)
+
+
 @dataclass
 class EventConfig:
     """Settings of the event side; each default comes from an ``FKJ_…`` variable."""
@@ -126,6 +134,13 @@ class EventConfig:
     match_batch: int = 1000
     #: start the background threads in register_events (``FKJ_EVENTS_WORKERS=0``: off)
     start: bool = field(default_factory=lambda: os.environ.get("FKJ_EVENTS_WORKERS", "1") != "0")
+    #: rest-hook endpoints (see fkj.events.endpoints): plain http allowed (None: only in
+    #: demo/dev, ``FKJ_DEMO=1``), non-global addresses (loopback, private, link-local …)
+    #: allowed, and host names / CIDR blocks always allowed (comma-separated)
+    allow_http: bool | None = _env_flag("FKJ_EVENTS_ALLOW_HTTP")
+    allow_private: bool = field(default_factory=lambda: bool(
+        os.environ.get("FKJ_EVENTS_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes")))
+    allowed_networks: str = _env_str("FKJ_EVENTS_ALLOWED_NETWORKS", "")
     #: NATS JetStream bridge: server URL (unset: no bridge), stream, subject prefix
     nats_url: str | None = _env_str("FKJ_NATS_URL", None)
     nats_stream: str = _env_str("FKJ_NATS_STREAM", "FKJ_EVENTS")
@@ -174,6 +189,23 @@ class DeliveryWorker:
         self._results_lock = threading.Lock()
         #: notifications delivered (2xx) by this process
         self.sent = 0
+        self._endpoint_policy: tuple[tuple, object] | None = None
+
+    def endpoint_policy(self):
+        """The rest-hook endpoint policy of the current settings (see
+        :mod:`fkj.events.endpoints`), rebuilt when they change."""
+        from fkj.events.endpoints import EndpointPolicy
+        c = self.config
+        settings = self.services.settings
+        allow_http = settings.demo if c.allow_http is None else c.allow_http
+        key = (allow_http, c.allow_private, c.allowed_networks or "", self.base_url)
+        held = self._endpoint_policy
+        if held is None or held[0] != key:
+            policy = EndpointPolicy.from_settings(
+                allow_http=allow_http, allow_private=c.allow_private,
+                allowed=c.allowed_networks or "", base_url=settings.base_url)
+            held = self._endpoint_policy = (key, policy)
+        return held[1]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -231,7 +263,7 @@ class DeliveryWorker:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake_ev = asyncio.Event()
-        http = AsyncHttp(self.config.connections)
+        http = AsyncHttp(self.config.connections, self.endpoint_policy)
         tasks: set[asyncio.Task] = set()
         failures = 0
         last_scan = 0.0
@@ -300,7 +332,7 @@ class DeliveryWorker:
         """Run rounds and deliver in the calling thread until nothing is due (when the
         background dispatcher is not started: tests, CLI)."""
         async def go():
-            http = AsyncHttp(self.config.connections)
+            http = AsyncHttp(self.config.connections, self.endpoint_policy)
             try:
                 for _ in range(1000):
                     self.flush_results()
@@ -591,8 +623,10 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ sending
     def payload_resources(self, row, events, principal=None) -> dict:
         """Resource JSON for a full-resource payload: each focus read through the Repository
-        on behalf of the owner (so the access policy decides), and audited as a read. What
-        the owner may not read is left out (the notification stays id-only for it)."""
+        on behalf of the receiver (``principal``, who bound a websocket; by default the
+        owner, whose endpoint a rest-hook posts to), so the access policy decides, and
+        audited as a read by the receiver. What the receiver may not read is left out (the
+        notification stays id-only for it)."""
         from fkj.repository.repository import Repository
         from fkj.security.audit import record_access
 
@@ -622,12 +656,12 @@ class DeliveryWorker:
                           description=f"Subscription/{row.id} full-resource notification")
         return out
 
-    def _bundle(self, row, kind: str, events: list) -> bytes:
+    def _bundle(self, row, kind: str, events: list, principal=None) -> bytes:
         status = "active" if kind == "handshake" else row.status
         shown = SimpleNamespace(**{**vars(row), "status": status,
                                    "event_count": max(row.event_count,
                                                       events[-1].number if events else 0)})
-        resources = self.payload_resources(row, events) if events else {}
+        resources = self.payload_resources(row, events, principal) if events else {}
         return orjson.dumps(notification_bundle(self.base_url, row.tenant, shown, kind, events,
                                                 resources))
 
@@ -653,11 +687,13 @@ class DeliveryWorker:
         if self._flush_due():
             self._poke()
 
-    @staticmethod
-    def _headers(row) -> list[tuple[str, str]]:
+    def _headers(self, row) -> list[tuple[str, str]]:
+        """The request headers: the platform's, then the subscriber's (opened from their
+        sealed form; :class:`fkj.events.secrets.HeaderSecretError` fails the delivery)."""
+        from fkj.events.secrets import box_of
         headers = [("Content-Type", "application/fhir+json"),
                    ("Accept", "application/fhir+json"), ("User-Agent", "fkj-events")]
-        for h in orjson.loads(row.headers):
+        for h in box_of(self.services).open(row.tenant, row.id, row.headers):
             name, _, value = h.partition(":")
             if name.strip() and name.strip().lower() not in (
                     "content-type", "content-length", "host", "transfer-encoding",
@@ -713,11 +749,12 @@ class DeliveryWorker:
         return recheck
 
     # ------------------------------------------------------------------ websocket channel
-    def bind(self, tenant: str, sid: str) -> dict | None:
-        """A websocket bound the subscription: its handshake Bundle (None if unknown)."""
+    def bind(self, tenant: str, sid: str, principal) -> dict | None:
+        """``principal`` bound a websocket to the subscription: its handshake Bundle (None
+        if it is unknown, not a websocket one, or not ``principal``'s)."""
         with scope(self.engine, tenant, write=True) as conn:
             row = conn.execute(select(S).where(S.c.tenant == tenant, S.c.id == sid)).first()
-            if row is None or row.channel != "websocket":
+            if row is None or row.channel != "websocket" or not _owns(principal, row):
                 return None
             conn.execute(update(S).where(S.c.tenant == tenant, S.c.id == sid)
                          .values(last_sent=now_us()))
@@ -725,19 +762,27 @@ class DeliveryWorker:
         row.status = "active" if row.status in LIVE else row.status
         return notification_bundle(self.base_url, tenant, row, "handshake")
 
-    handshake_bundle = bind
-
-    def deliver_ws(self, tenant: str, sid: str, send) -> bool:
+    def deliver_ws(self, tenant: str, sid: str, send, principal) -> bool:
         """Deliver a websocket subscription's next notifications (or a heartbeat) through
-        ``send(text)``; True if something was sent and more may be pending. The
-        subscription is leased like a rest-hook one, so it is sent once."""
+        ``send(text)`` to ``principal``, who bound the socket; True if something was sent
+        and more may be pending. The subscription is leased like a rest-hook one, so it is
+        sent once. Full-resource payloads are read and audited as ``principal`` (the one
+        who receives them). Raises :class:`NotOwner` once the subscription is no longer
+        ``principal``'s (deleted, or taken over by an admin): the socket must let it go."""
         now = now_us()
         with scope(self.engine, tenant, write=True) as conn:
             q = select(S).where(S.c.tenant == tenant, S.c.id == sid)
             if self.pg:
                 q = q.with_for_update(skip_locked=True)
             row = conn.execute(q).first()
-            if row is None or row.status not in LIVE or row.channel != "websocket" \
+            if row is None and self.pg:  # locked by a round (SKIP LOCKED), or gone?
+                row = conn.execute(select(S.c.owner).where(S.c.tenant == tenant,
+                                                           S.c.id == sid)).first()
+                if row is not None and _owns(principal, row):
+                    return False  # a round holds it: try again on the next poll
+            if row is None or not _owns(principal, row):
+                raise NotOwner(sid)
+            if row.status not in LIVE or row.channel != "websocket" \
                     or row.lease_until >= now:
                 return False
             row = _ns(row)
@@ -754,7 +799,7 @@ class DeliveryWorker:
                 lease_owner=row.lease_owner, lease_until=row.lease_until))
         sent = False
         try:
-            send(self._bundle(row, kind, events).decode())
+            send(self._bundle(row, kind, events, principal).decode())
             sent = True
         finally:
             values = {"lease_owner": None, "lease_until": 0}
@@ -816,10 +861,22 @@ class DeliveryWorker:
             return
         body["status"] = status
         if status == "error":
-            body["error"] = "delivery to the endpoint is failing; retrying"
+            # the same text whatever failed (refused, unreachable, timed out, an address the
+            # endpoint policy forbids, an HTTP error): no oracle of internal hosts and ports
+            from fkj.events.endpoints import GENERIC_ERROR
+            body["error"] = GENERIC_ERROR
         else:
             body.pop("error", None)
         repo.update("Subscription", sid, body, if_match=cur.etag)
+
+
+class NotOwner(Exception):
+    """The websocket's principal does not own the subscription (any more)."""
+
+
+def _owns(principal, row) -> bool:
+    from fkj.events.access import owner_key
+    return owner_key(principal_from_json(row.owner)) == owner_key(principal)
 
 
 def patients_of(res: dict) -> list[str]:

@@ -1,5 +1,10 @@
 """The HTTP client of notification deliveries (rest-hook POSTs), on the delivery worker's
-asyncio loop."""
+asyncio loop.
+
+Every new connection goes through the endpoint policy (:mod:`fkj.events.endpoints`): the
+host name is resolved once, the addresses are checked, and the socket is opened to a checked
+address (TLS verifies the certificate against the host name) — no second lookup that DNS
+rebinding could answer differently. Redirects are not followed (a 3xx is a failure)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from fkj.events.endpoints import EndpointPolicy, EndpointRefused
 
 
 class AsyncHttp:
@@ -17,8 +25,12 @@ class AsyncHttp:
 
     IDLE_S = 30.0
 
-    def __init__(self, limit: int = 32):
+    def __init__(self, limit: int = 32,
+                 policy: Callable[[], EndpointPolicy | None] | None = None):
         self.limit = max(1, limit)
+        #: the endpoint policy in force (asked per delivery: the operator's settings count
+        #: as they are now); None only for callers that check addresses themselves
+        self._policy = policy
         self._idle: dict[tuple, list] = {}
         self._sems: dict[tuple, asyncio.Semaphore] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -35,6 +47,9 @@ class AsyncHttp:
             return f"invalid endpoint {url!r}"
         tls = parts.scheme == "https"
         port = port or (443 if tls else 80)
+        policy = self._policy() if self._policy is not None else None
+        if policy is not None and not tls and not policy.allow_http:
+            return "endpoint refused: http is not allowed (https only)"
         key = (parts.scheme, host, port)
         netloc = parts.netloc.rpartition("@")[2]
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -49,12 +64,10 @@ class AsyncHttp:
                 try:
                     async with asyncio.timeout(timeout):
                         if conn is None:
-                            if tls and self._ssl is None:
-                                self._ssl = ssl.create_default_context()
-                            conn = await asyncio.open_connection(
-                                host, port, ssl=self._ssl if tls else None,
-                                server_hostname=host if tls else None)
+                            conn = await self._connect(policy, host, port, tls)
                         status, keep = await self._exchange(conn, request)
+                except EndpointRefused as e:
+                    return f"endpoint refused: {e}"
                 except (asyncio.IncompleteReadError, ConnectionError) as e:
                     self._close(conn)
                     if reused and attempt == 0:
@@ -72,6 +85,22 @@ class AsyncHttp:
                     self._close(conn)
                 return None if 200 <= status < 300 else f"HTTP {status}"
         return "unreachable"
+
+    async def _connect(self, policy: EndpointPolicy | None, host: str, port: int, tls: bool):
+        """A connection to a checked address of ``host`` (each allowed one in turn)."""
+        addrs = [host] if policy is None else await policy.connect_addresses(host, port)
+        if tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        error: OSError | None = None
+        for addr in addrs:
+            try:
+                return await asyncio.open_connection(
+                    addr, port, ssl=self._ssl if tls else None,
+                    server_hostname=host if tls else None)
+            except OSError as e:
+                error = e
+        assert error is not None
+        raise error
 
     async def _exchange(self, conn, request: bytes) -> tuple[int, bool]:
         reader, writer = conn

@@ -1,10 +1,13 @@
 """Subscription resources (R4 + Subscriptions Backport IG) → delivery state, and the
 notification Bundles sent for them.
 
-A Subscription written through the repository is parsed in the write transaction
-(``before_commit``): an invalid one (unknown topic, bad filter, missing endpoint) rolls the
-write back with an OperationOutcome. The writer becomes the owner: its Principal is stored, and
-matching and full-resource payloads use its rights.
+A Subscription written through the repository is first prepared (``prepare`` hook: its
+``channel.header`` lines are checked, their values taken out and masked, the owner tag set —
+see :mod:`fkj.events.secrets` and :mod:`fkj.events.access`), then parsed in the write
+transaction (``before_commit``): an invalid one (unknown topic, bad filter, an endpoint the
+endpoint policy refuses, a forbidden header) rolls the write back with an OperationOutcome.
+The writer becomes the owner: its Principal is stored, and matching and full-resource
+payloads use its rights; the header values are stored sealed in ``subscription_state``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
+import weakref
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,7 +43,16 @@ EVENTS_SUBJECT = "fkj-events"
 CHANNELS = ("rest-hook", "websocket")
 CONTENTS = ("empty", "id-only", "full-resource")
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*$")
+_HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*$")
+#: headers a subscriber may not set: they frame or route the request or the connection, are
+#: set by the platform itself, or are ambient credentials of browsers and proxies
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+    "te", "trailer", "expect", "proxy-authorization", "proxy-authenticate",
+    "proxy-connection", "content-type", "content-encoding", "cookie", "forwarded",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
+MAX_HEADERS = 32
+MAX_HEADER_CHARS = 8192
 
 
 @dataclass
@@ -146,13 +159,7 @@ def parse_subscription(res: dict) -> Config:
             end = parse_instant(str(res["end"]).replace("Z", "+00:00"))
         except (ValueError, TypeError):
             bad("end must be an instant", "end")
-    headers = ch.get("header") or []
-    if not isinstance(headers, list):
-        bad("channel.header must be a list of 'Name: value' strings", "channel.header")
-    for i, h in enumerate(headers):
-        if not isinstance(h, str) or not _HEADER.match(h):
-            bad(f"channel.header[{i}] must be 'Name: value' (one line), got {h!r}",
-                f"channel.header[{i}]")
+    headers = check_headers(ch.get("header"))
     status = res.get("status")
     return Config(topic=topic, filters=filters, channel=channel, endpoint=endpoint,
                   headers=list(headers),
@@ -160,6 +167,32 @@ def parse_subscription(res: dict) -> Config:
                   timeout=_count(to, "valueUnsignedInt", bad),
                   max_count=_count(mc, "valuePositiveInt", bad),
                   status="off" if status == "off" else "requested", end_time=end)
+
+
+def check_headers(headers) -> list[str]:
+    """``channel.header`` as a list of ``Name: value`` lines; 422 on
+    ``Subscription.channel.header[i]`` for a malformed or forbidden one (the value is never
+    echoed: it is a secret)."""
+    def bad(msg, expr):
+        raise Unprocessable(msg, issues=[Issue("error", "invalid", msg, [f"Subscription.{expr}"])])
+
+    if headers is None:
+        return []
+    if not isinstance(headers, list):
+        bad("channel.header must be a list of 'Name: value' strings", "channel.header")
+    if len(headers) > MAX_HEADERS:
+        bad(f"channel.header: at most {MAX_HEADERS} headers", "channel.header")
+    for i, h in enumerate(headers):
+        if not isinstance(h, str) or len(h) > MAX_HEADER_CHARS or not _HEADER.match(h):
+            bad(f"channel.header[{i}] must be 'Name: value' on one line (a header name, a "
+                f"colon, at most {MAX_HEADER_CHARS} characters without control characters)",
+                f"channel.header[{i}]")
+        name = h.partition(":")[0].strip()
+        if name.lower() in FORBIDDEN_HEADERS or name.lower().startswith("proxy-"):
+            bad(f"channel.header[{i}]: the header {name} may not be set by a subscriber "
+                "(it is set by the platform, or frames or routes the request)",
+                f"channel.header[{i}]")
+    return list(headers)
 
 
 def _count(ext, key, bad) -> int:
@@ -191,12 +224,70 @@ def principal_from_json(text: str) -> Principal:
     return Principal(**{k: v for k, v in d.items() if k in known})
 
 
-# --------------------------------------------------------------------------- the hook
+# --------------------------------------------------------------------------- the hooks
+#: header values taken out of Subscriptions prepared in a write transaction, until its
+#: ``before_commit`` seals them: transaction connection → {Subscription id: headers}
+_pending: weakref.WeakKeyDictionary[object, dict[str, list[str]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _internal(repo) -> bool:
+    return bool(getattr(repo, "fkj_events_internal", False))
+
+
+def prepare(repo, conn, res: dict, rid: str) -> dict | None:
+    """The ``prepare`` hook: a Subscription is stored with its header values masked and the
+    writer's owner tag; the values wait for ``before_commit`` (which seals them). A value
+    sent back masked keeps the stored one of that header, if the writer is the owner."""
+    if res.get("resourceType") != "Subscription" or _internal(repo):
+        return None  # the status write-back stores what it read (masked, tagged)
+    from fkj.events.access import with_owner
+    from fkj.events.secrets import MASK, redact
+
+    ch = res.get("channel")
+    headers = check_headers(ch.get("header")) if isinstance(ch, dict) else []
+    plain = list(headers)
+    masked = [i for i, h in enumerate(headers) if h.partition(":")[2].strip() == MASK]
+    if masked:
+        kept = _stored_headers(repo, conn, rid)
+        for i in masked:
+            name = headers[i].partition(":")[0].strip()
+            values = kept.get(name.lower())
+            if not values:
+                msg = (f"channel.header[{i}]: {name} is sent masked ({MASK}) but no value of "
+                       "yours is stored for it; send the value")
+                raise Unprocessable(msg, issues=[Issue(
+                    "error", "invalid", msg, [f"Subscription.channel.header[{i}]"])])
+            plain[i] = values.pop(0)
+    if conn is not None:
+        _pending.setdefault(conn, {})[rid] = plain
+    return with_owner(redact(res), repo.principal)
+
+
+def _stored_headers(repo, conn, sid: str) -> dict[str, list[str]]:
+    """The header lines stored for ``sid`` by name (lower case), if the writer owns it."""
+    from fkj.events.access import owner_key
+    from fkj.events.secrets import box_of
+
+    if conn is None:
+        return {}
+    row = conn.execute(select(subscription_state.c.headers, subscription_state.c.owner).where(
+        subscription_state.c.tenant == repo.tenant, subscription_state.c.id == sid)).first()
+    if row is None or owner_key(principal_from_json(row.owner)) != owner_key(repo.principal):
+        return {}
+    out: dict[str, list[str]] = {}
+    for h in box_of(repo.services).open(repo.tenant, sid, row.headers, conn):
+        out.setdefault(h.partition(":")[0].strip().lower(), []).append(h)
+    return out
+
+
 def before_commit(repo, conn, operations) -> None:
     """Keep ``subscription_state`` in step with Subscription writes (same transaction)."""
+    pending = _pending.pop(conn, None) or {}
     subs = [op for op in operations if op.type == "Subscription"]
-    if not subs or getattr(repo, "fkj_events_internal", False):
+    if not subs or _internal(repo):
         return  # the event side reflecting a status change
+    from fkj.events.secrets import box_of
     latest = {}
     for op in subs:
         latest[op.id] = op
@@ -208,8 +299,38 @@ def before_commit(repo, conn, operations) -> None:
                 subscription_event.c.tenant == repo.tenant, subscription_event.c.sub_id == sid))
             continue
         cfg = parse_subscription(orjson.loads(op.content))
+        check_endpoint(repo, cfg)
         check_filters(repo, conn, cfg)
-        upsert(conn, repo.tenant, sid, cfg, repo.principal)
+        plain = pending.get(sid)
+        sealed = None if plain is None else box_of(repo.services).seal(
+            conn, repo.tenant, sid, plain)
+        upsert(conn, repo.tenant, sid, cfg, repo.principal, sealed)
+
+
+def not_importable(rtype: str | None) -> str | None:
+    """Why a resource of type ``rtype`` may not come in through a bulk import (``fkj
+    import``), which stores resources without the repository's hooks: a Subscription would
+    have no owner, no delivery state, and its header values would be stored in the clear."""
+    if rtype == "Subscription":
+        return ("Subscriptions are not imported: create them through the FHIR API, where "
+                "the writer becomes the owner and channel.header values are kept secret")
+    return None
+
+
+def check_endpoint(repo, cfg: Config) -> None:
+    """A rest-hook endpoint must pass the endpoint policy (:mod:`fkj.events.endpoints`)."""
+    if cfg.channel != "rest-hook" or not cfg.endpoint:
+        return
+    worker = repo.services.extras.get("events")
+    if worker is not None:
+        policy = worker.endpoint_policy()
+    else:  # the strictest: nothing but https to public addresses
+        from fkj.events.endpoints import EndpointPolicy
+        policy = EndpointPolicy(base_url=repo.services.settings.base_url)
+    problem = policy.problem(cfg.endpoint)
+    if problem is not None:
+        raise Unprocessable(problem, issues=[Issue("error", "invalid", problem,
+                                                   ["Subscription.channel.endpoint"])])
 
 
 def check_filters(repo, conn, cfg: Config) -> None:
@@ -237,13 +358,17 @@ def check_filters(repo, conn, cfg: Config) -> None:
                                                        ["Subscription.criteria"])]) from None
 
 
-def upsert(conn, tenant: str, sid: str, cfg: Config, owner: Principal) -> None:
+def upsert(conn, tenant: str, sid: str, cfg: Config, owner: Principal,
+           headers: str | None = None) -> None:
+    """Write the delivery state of a Subscription; ``headers``: its sealed header lines
+    (:meth:`fkj.events.secrets.HeaderBox.seal`), None to keep the stored ones."""
     now = now_us()
     values = {"topic": cfg.topic, "filters": orjson.dumps(cfg.filters).decode(),
-              "channel": cfg.channel, "endpoint": cfg.endpoint,
-              "headers": orjson.dumps(cfg.headers).decode(), "content": cfg.content,
+              "channel": cfg.channel, "endpoint": cfg.endpoint, "content": cfg.content,
               "heartbeat": cfg.heartbeat, "timeout": cfg.timeout, "max_count": cfg.max_count,
               "owner": principal_json(owner), "end_time": cfg.end_time, "updated": now}
+    if headers is not None:
+        values["headers"] = headers
     row = conn.execute(select(subscription_state.c.status, subscription_state.c.channel,
                               subscription_state.c.endpoint).where(
         subscription_state.c.tenant == tenant, subscription_state.c.id == sid)).first()
@@ -257,6 +382,7 @@ def upsert(conn, tenant: str, sid: str, cfg: Config, owner: Principal) -> None:
 
     if row is None:
         # notifications start with the events after this write; last_sent 0 = no handshake yet
+        values.setdefault("headers", "[]")
         conn.execute(insert(subscription_state).values(
             tenant=tenant, id=sid, status=status, matched_seq=current_seq(), event_count=0,
             delivered=0, failures=0, next_attempt=0, last_sent=0, lease_owner=None,

@@ -78,6 +78,9 @@ ws_binding_token = Table(
     #: JSON list of Subscription ids
     Column("subscriptions", Text, nullable=False),
     Column("expires", BigInteger, nullable=False),
+    #: the Principal (JSON) the token was issued to: the owner of the subscriptions, who
+    #: receives — and is audited for — what the socket is sent (migration 0014)
+    Column("principal", Text, nullable=True),
     Index("ix_ws_binding_token_tenant", "tenant"),
 )
 

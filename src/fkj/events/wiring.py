@@ -1,6 +1,8 @@
-"""``register_events(fkj)``: installs the event side on an app — the Subscription hook, the
-wake-up of the delivery workers after each commit, the websocket route, the operations'
-worker handle, and (with ``FKJ_NATS_URL``) the NATS JetStream bridge. Idempotent."""
+"""``register_events(fkj)``: installs the event side on an app — the Subscription hooks
+(delivery state, write-only headers, and who may see a Subscription: its owner and the
+tenant's admins, :mod:`fkj.events.access`), the wake-up of the delivery workers after each
+commit, the websocket route, the operations' worker handle, and (with ``FKJ_NATS_URL``) the
+NATS JetStream bridge. Idempotent."""
 
 from __future__ import annotations
 
@@ -11,14 +13,19 @@ def register_events(fkj, config: EventConfig | None = None, *, start: bool | Non
     extras = fkj.services.extras
     if "events" in extras:
         return extras["events"]
-    from fkj.events import subscriptions
+    from fkj.events import access, subscriptions
     from fkj.events.websocket import websocket_route
 
     cfg = config or EventConfig()
     worker = DeliveryWorker(fkj.services, fkj.settings.base_url, cfg)
     extras["events"] = worker
     hooks = fkj.services.hooks
+    hooks.prepare.append(subscriptions.prepare)
     hooks.before_commit.append(subscriptions.before_commit)
+    # a rule of its own beside the need-to-know policy, in both its forms (Python, SQL)
+    hooks.authorize.append(access.authorize)
+    hooks.check_result.append(access.check_result)
+    hooks.search_filters.append(access.search_filter)
     hooks.after_commit.append(worker.wake)
     fkj.extra_routes.append(websocket_route(fkj, worker))
     fkj.capability_hooks.append(_capability)

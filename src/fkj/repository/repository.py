@@ -401,6 +401,8 @@ class Repository:
         if issues:
             raise InvalidResource(issues[0].diagnostics, issues=issues)
         assert isinstance(resource, dict)
+        for hook in self.services.hooks.prepare:
+            resource = hook(self, self._conn, resource, rid) or resource
         rtype = resource["resourceType"]
         ts = ts or now_us()
         meta = dict(resource.get("meta") or {})

@@ -31,6 +31,10 @@ class Hooks:
     #: ``search_filter(repo, resource_alias, resource_type) -> SQL condition | None``: the
     #: access policy's restriction, applied inside every search query
     search_filters: list[Callable[..., Any]] = field(default_factory=list)
+    #: ``prepare(repo, conn, resource_dict, id) -> dict | None``: a resource about to be
+    #: stored (validated; ``conn`` is the write transaction's, None outside one) may be
+    #: replaced by the returned dict — e.g. write-only secrets kept out of the store
+    prepare: list[Callable[..., Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -3,7 +3,9 @@
 ``GET [base]/Subscription/{id}/$events?eventsSinceNumber=N&eventsUntilNumber=M&content=…``
 answers a notification Bundle (``history``, SubscriptionStatus of type ``query-event`` first)
 with the matched events N…M (inclusive; at most 1000). ``content`` defaults to the
-subscription's; full resources only where the caller may read them.
+subscription's; full resources only where the caller may read them. A Subscription the
+caller may not read (not its own, and the caller is no tenant admin) answers exactly as one
+that does not exist (404).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> Fhir
 
     if rtype != "Subscription":
         raise NotFound("$events is only available on Subscription")
-    repo.read("Subscription", rid)  # the caller must be allowed to see it
+    repo.read("Subscription", rid)  # owner or tenant admin, else 404 as for an unknown id
     since = _number(_param(req, "eventsSinceNumber"), "eventsSinceNumber") or 1
     until = _number(_param(req, "eventsUntilNumber"), "eventsUntilNumber")
     content = _param(req, "content")

@@ -1,6 +1,9 @@
 """``$status`` (Subscriptions Backport): the SubscriptionStatus of one Subscription
 (``GET [base]/Subscription/{id}/$status``) or of several (``GET [base]/Subscription/$status
-?id=…&status=…``), as a ``searchset`` Bundle of ``Parameters`` (type ``query-status``)."""
+?id=…&status=…``), as a ``searchset`` Bundle of ``Parameters`` (type ``query-status``).
+
+Only Subscriptions the caller may read (its own; a tenant admin's: all) are reported; any
+other answers exactly as one that does not exist (404, or left out of a type-level answer)."""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> Fhir
         if statuses and row.status not in statuses:
             continue
         try:
-            repo.read("Subscription", row.id)  # the caller must be allowed to see it
+            repo.read("Subscription", row.id)  # owner or tenant admin, else "not known"
         except FhirError:
             if rid:
                 raise
