@@ -227,7 +227,9 @@ def test_forbidden_and_malformed_headers_are_refused(ev_client, events, header):
     body = subscription("vedtak", "https://hooks.example.no/fkj",
                         headers=["Authorization: Bearer ok", header])
     r = c.post(f"{c.base}/Subscription", headers=FHIR, json=body)
-    assert r.status_code == 422, r.text
+    # a NUL is refused by the edge before the resource is looked at (400: no FHIR string may
+    # hold it); every other malformed or forbidden header by the endpoint policy (422)
+    assert r.status_code == (400 if "\x00" in header else 422), r.text
     assert _expressions(r) == ["Subscription.channel.header[1]"], r.text
     assert "Bearer ok" not in r.text  # a header value is never echoed
     assert c.get(f"{c.base}/Subscription").json()["total"] == 0
