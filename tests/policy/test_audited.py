@@ -23,17 +23,17 @@ def _nurse_events(fkj_app, tenant: str, since: int) -> list[dict]:
 def test_denials_are_audited(w, fkj_app, policy_tenant):  # noqa: F811
     _, n = w
     before = len(audit_rows(fkj_app, policy_tenant))
-    assert n.get(f"{n.base}/Condition/c-other").status_code == 403
+    # a patient outside the care relation: 404, as if it did not exist; related: 403
+    assert n.get(f"{n.base}/Condition/c-other").status_code == 404
     assert n.get(f"{n.base}/Condition/c-psy").status_code == 403
-    assert n.get(f"{n.base}/Patient/other/$everything").status_code == 403
-    assert n.delete(f"{n.base}/Condition/c-other").status_code == 403
+    assert n.get(f"{n.base}/Patient/other/$everything").status_code == 404
+    assert n.delete(f"{n.base}/Condition/c-other").status_code == 404
     events = _nurse_events(fkj_app, policy_tenant, before)
     assert [e["outcome"] for e in events] == ["4"] * 4
     assert refs(events[0]) == ["Condition/c-other"]
     assert refs(events[1]) == ["Condition/c-psy"]
     assert events[3]["action"] == "D"
-    for e in events:
-        assert e["outcomeDesc"].startswith("403")
+    assert [e["outcomeDesc"][:3] for e in events] == ["404", "403", "404", "404"]
 
 
 def test_filtered_results_audit_only_what_was_shown(w, fkj_app, policy_tenant):  # noqa: F811

@@ -86,8 +86,13 @@ def build(c) -> None:
                                 actor=[actor(f"Practitioner/{p}") for p in all_pracs()]))
 
 
+def related(rel: str, emergency: bool) -> bool:
+    """A care relation, or an emergency grant."""
+    return rel in ("careteam", "episode", "unit") or emergency
+
+
 def patient_visible(rel: str, blk: str, emergency: bool) -> bool:
-    return (rel in ("careteam", "episode", "unit") or emergency) and blk not in ("unit", "person")
+    return related(rel, emergency) and blk not in ("unit", "person")
 
 
 def condition_visible(role: str, rel: str, blk: str, emergency: bool, sens: str) -> bool:

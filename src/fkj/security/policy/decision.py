@@ -463,11 +463,13 @@ def decide(ctx: Context, res: dict, pats: set[str] | None = None) -> str | None:
         if rtype not in R.patient_types():
             return None
         return None if pats and pats <= ctx.own else "not-own"
-    if R.resource_category(res) not in ctx.read_cats:
-        return "role"
+    # the care relation first: to someone with no relation to the patient the other
+    # reasons (and with them the resource's existence) are not told
     allowed = ctx.related | frozenset(ctx.grants)
     if not pats <= allowed:
         return "relation"
+    if R.resource_category(res) not in ctx.read_cats:
+        return "role"
     if pats & ctx.whole_blocked:
         return "blocked"
     if S.restricted_labels(res) & ctx.hidden_labels:
