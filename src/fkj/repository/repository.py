@@ -90,6 +90,12 @@ class Repository:
         self._uow: UnitOfWork | None = None
         #: where the current write sits in a Bundle (``Bundle.entry[3]``), for error locations
         self.where = ""
+        #: ``Patient/x`` of what this request was refused or resolved to, which its answer
+        #: does not show: the audit record of a refusal names them too
+        self.refused_patients: list[str] = []
+        #: how logical references to patients are looked up (:meth:`find_patients`, the
+        #: tenant's Patients; ``fkj import`` workers look in the import's own index)
+        self.person_lookup = None
 
     @property
     def registry(self):
@@ -181,8 +187,55 @@ class Repository:
         :meth:`unknown` answers one that does not exist."""
         try:
             self.check_result(interaction, content)
-        except NotFound:
-            raise self.unknown(rtype, text) from None
+        except FhirError as e:
+            from fkj.repository.patients import patient_refs
+            self.refused_patients.extend(patient_refs(orjson.loads(content)))
+            if isinstance(e, NotFound):
+                raise self.unknown(rtype, text) from None
+            raise
+
+    # ------------------------------------------------------------------ patients
+    def find_patients(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The ids of the tenant's (not deleted) Patients with each person identifier
+        ``(kind, value)`` (kinds of :data:`fkj.model.identifiers.PERSON_IDENTIFIER_SYSTEMS`,
+        every alias of a kind's system counted). One query; inside a transaction it sees the
+        transaction's own writes."""
+        from sqlalchemy import select
+
+        from fkj.model.identifiers import PERSON_IDENTIFIER_SYSTEMS
+        from fkj.store.schema import idx_token, resource
+
+        if not wanted:
+            return {}
+        kinds = {k for k, _ in wanted}
+        systems = sorted(s for s, k in PERSON_IDENTIFIER_SYSTEMS.items() if k in kinds)
+        tok = idx_token
+        q = select(tok.c.system, tok.c.code, resource.c.id).join(
+            resource, resource.c.rid == tok.c.rid).where(
+            tok.c.tenant == self.tenant, tok.c.type == "Patient", tok.c.param == "identifier",
+            tok.c.system.in_(systems), tok.c.code.in_(sorted({v for _, v in wanted})),
+            resource.c.tenant == self.tenant, resource.c.deleted.is_(False))
+        out: dict[tuple[str, str], list[str]] = {}
+        with self._reading() as conn:
+            for system, code, pid in conn.execute(q):
+                key = (PERSON_IDENTIFIER_SYSTEMS[system], code)
+                if key in wanted and pid not in out.setdefault(key, []):
+                    out[key].append(pid)
+        return out
+
+    def resolve_persons(self, resource: Any) -> Any:
+        """``resource`` with its logical references to patients (a fødselsnummer, D-nummer
+        … and no ``reference``) resolved to the tenant's Patient
+        (:func:`fkj.repository.patients.resolve`). Runs before the access policy judges a
+        write, so the policy sees the patient; what does not resolve is left for the policy
+        (an unknown patient, refused as unrelated) and then for :meth:`prepare` (422)."""
+        from fkj.repository import patients as P
+        if not isinstance(resource, dict):
+            return resource
+        resolved, _ = P.resolve(resource, self.person_lookup or self.find_patients)
+        if resolved is not resource:
+            self.refused_patients.extend(P.patient_refs(resolved))
+        return resolved
 
     # ------------------------------------------------------------------ reads
     @contextmanager
@@ -286,6 +339,7 @@ class Repository:
                if_none_exist: list[tuple[str, str]] | None = None,
                assigned_id: str | None = None) -> WriteOutcome:
         rtype = rtype or (resource.get("resourceType") if isinstance(resource, dict) else None)
+        resource = self.resolve_persons(resource)
         self.authorize("create", rtype, resource if isinstance(resource, dict) else None)
         with self.transaction():
             if if_none_exist is not None:
@@ -303,6 +357,7 @@ class Repository:
 
     def update(self, rtype: str, rid: str, resource: Any, *, if_match: str | None = None,
                method: str = "PUT") -> WriteOutcome:
+        resource = self.resolve_persons(resource)
         self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
         with self.transaction():
             cur = self._current_for_write(rtype, rid)
@@ -357,6 +412,7 @@ class Repository:
 
     def conditional_update(self, rtype: str, criteria: list[tuple[str, str]], resource: Any, *,
                            if_match: str | None = None) -> WriteOutcome:
+        resource = self.resolve_persons(resource)
         self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
         self.authorize("search-type", rtype)
         with self.transaction():
@@ -478,6 +534,13 @@ class Repository:
         if issues:
             raise InvalidResource(issues[0].diagnostics, issues=issues)
         assert isinstance(resource, dict)
+        # a patient named only by a person identifier is resolved to the tenant's Patient
+        # (already done before the policy judged the write; here for every other path —
+        # fkj import, seed) or the write refused: a resource never escapes its patient
+        from fkj.repository import patients as P
+        resource, problems = P.resolve(resource, self.person_lookup or self.find_patients)
+        if problems:
+            raise problems[0]
         rtype = resource["resourceType"]
         ts = ts or now_us()
         meta = dict(resource.get("meta") or {})
