@@ -111,3 +111,27 @@ def test_citizens_too(w, asgi_app, fkj_app, policy_tenant, path):
     absent = me.get(f"{me.base}/{path.split('/')[0]}/absent")
     assert hidden.status_code == absent.status_code == 404
     assert answer(hidden, path.split("/")[1]) == answer(absent, "absent")
+
+
+def test_the_blocked_notice_is_given_only_about_related_patients(w, fkj_app, policy_tenant):
+    """The notice that blocked information exists (``$oversikt``, ``blocked_notice``) is for
+    a clinician with a relation to the patient; about a patient outside it nothing is said —
+    the overview is "not known", as for a patient that does not exist."""
+    from fkj.repository.repository import Repository
+    from fkj.security.policy import blocked_notice
+    from fkj.types import Principal
+    c, n = w
+    for pid in ("mine", "other"):
+        put(c, sperring(f"sp-kl-{pid}", pid, **{"class": [{"code": "Condition"}]}))
+    notice = "noe informasjon er sperret av pasienten"
+    assert notice in n.get(f"{n.base}/Patient/mine/$oversikt").text
+    hidden = n.get(f"{n.base}/Patient/other/$oversikt")
+    absent = n.get(f"{n.base}/Patient/absent/$oversikt")
+    assert answer(hidden, "other") == answer(absent, "absent") and notice not in hidden.text
+    p = Principal(kind="practitioner", subject="9111", tenant=policy_tenant,
+                  scopes=frozenset({"user/*.cruds"}), roles=frozenset({"sykepleier"}),
+                  unit="Organization/hjem", fhir_user="Practitioner/ns", hpr_number="9111")
+    repo = Repository(fkj_app.services, p, policy_tenant)
+    assert blocked_notice(repo, "Condition", {"mine"})
+    assert not blocked_notice(repo, "Condition", {"other"})
+    assert not blocked_notice(repo, None, {"other"})
