@@ -8,7 +8,7 @@ import pytest
 
 from fkj.security.policy.roles import ROLES
 from tests.policy.conftest import citizen, make_client, personnel, system
-from tests.policy.test_attacks import REASON, w  # noqa: F401  (fixture)
+from tests.policy.test_attacks import REASON
 
 #: health personnel (helsepersonelloven § 3); saksbehandler and leder are not
 HEALTH_PERSONNEL_ROLES = {"lege", "sykepleier", "helsefagarbeider", "fysioterapeut",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from tests.policy.conftest import put, sperring
-from tests.policy.test_attacks import w  # noqa: F401  (fixture)
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 HIDDEN, ABSENT = "c-other", "c-absent"  # c-other: of a patient outside the care relation

@@ -12,7 +12,7 @@ from fkj.model.identifiers import DNR_SYSTEM
 from tests.api.builders import dnr, fnr
 from tests.auditflow.conftest import audit_rows, refs
 from tests.policy.conftest import FNR, citizen, ids, personnel, put, sperring
-from tests.policy.test_attacks import REASON, w  # noqa: F401  (fixture)
+from tests.policy.test_attacks import REASON
 
 MINE, OTHER = "01817012309", "02827012338"  # the fødselsnumre of Patient/mine and /other
 UNKNOWN = fnr()  # valid, and no Patient of the tenant has it
@@ -102,6 +102,19 @@ def test_a_person_no_patient_has_is_refused_naming_the_element(w):
     r = post(c, obs)
     assert r.status_code == 201, r.text
     assert "reference" not in r.json()["performer"][0]
+
+
+def test_a_contained_patient_is_refused(w):
+    """A contained Patient as the subject is the same escape (the resource would have no
+    patient the policy knows): refused for everyone, naming the element."""
+    c, n = w
+    res = condition({"reference": "#p"}, contained=[
+        {"resourceType": "Patient", "id": "p", "identifier": [{"system": FNR, "value": OTHER}]}])
+    for who in (c, n):
+        r = post(who, res)
+        assert r.status_code == 422, r.text
+        assert r.json()["issue"][0]["expression"] == ["Condition.subject.reference"]
+    assert ids(c.get(f"{c.base}/Condition", params={"code": "logisk"}).json()) == set()
 
 
 def test_every_person_identifier_system_and_alias_resolves(w):

@@ -22,7 +22,9 @@ care relation to, so the refusal reveals nothing about who is registered).
 
 A typed reference to another kind of person (``Practitioner``, ``PractitionerRole``,
 ``RelatedPerson``, ``Person``) is left as it is; a person identifier on any other type
-(``Group``, ``Device`` …) is refused — a fødselsnummer identifies a person.
+(``Group``, ``Device`` …) is refused — a fødselsnummer identifies a person. A reference to
+a *contained* Patient is refused as well (it would leave the resource without a patient the
+platform knows).
 
 **Data stored before this rule** may still hold unresolved person references. Such a
 resource concerns an *unknown patient* (:data:`UNRESOLVED`, in :func:`patients_of`): the
@@ -46,9 +48,23 @@ from fkj.model.identifiers import PERSON_IDENTIFIER_SYSTEMS
 from fkj.search.extract import param_rows
 
 __all__ = [
-    "PERSON_TYPES", "UNRESOLVED", "LogicalRef", "Lookup", "links_of", "logical_person_refs",
-    "patient_links", "patient_refs", "patients_in", "patients_of", "scan_pairs", "scan_params",
-    "resolve", "resolve_within", "scan_facts", "unresolved", "unresolved_row",
+    "PERSON_TYPES",
+    "UNRESOLVED",
+    "LogicalRef",
+    "Lookup",
+    "links_of",
+    "logical_person_refs",
+    "patient_links",
+    "patient_refs",
+    "patients_in",
+    "patients_of",
+    "resolve",
+    "resolve_within",
+    "scan_facts",
+    "scan_pairs",
+    "scan_params",
+    "unresolved",
+    "unresolved_row",
     "write_patients",
 ]
 
@@ -278,6 +294,7 @@ def resolve(res: dict, lookup: Lookup) -> tuple[dict, list[Unprocessable]]:
     Bundle are left as they are."""
     if not links_of(res.get("resourceType") or ""):
         return res, []
+    _refuse_contained_patient(res)
     refs = [r for r in logical_person_refs(res) if r.type not in PERSON_TYPES]
     if not refs:
         return res, []
@@ -324,6 +341,28 @@ def scan_facts(res: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
         return None
     wanted = [(r.kind, r.value) for r in logical_person_refs(res) if r.type in (None, "Patient")]
     return ([], wanted) if wanted else None
+
+
+def _refuse_contained_patient(res: dict) -> None:
+    """A reference to a *contained* Patient would leave the resource without a patient the
+    platform knows (the same escape as an unresolved identifier): refused, whatever the
+    contained Patient holds — no lookup, so the answer reveals nothing."""
+    contained = res.get("contained")
+    if not isinstance(contained, list):
+        return
+    ids = {c.get("id") for c in contained
+           if isinstance(c, dict) and c.get("resourceType") == "Patient"}
+    if not ids:
+        return
+    from fkj.model.references import iter_references
+    root = res.get("resourceType") or "Resource"
+    for path, obj in iter_references(res, root):
+        ref = obj["reference"]
+        if ref.startswith("#") and ref[1:] in ids:
+            raise Unprocessable(
+                f"{path} refers to a contained Patient: patient data must refer to the "
+                "registered Patient (Patient/<id>, or by fødselsnummer/D-nummer)",
+                expression=f"{path}.reference")
 
 
 def resolve_within(resources: list[tuple[dict, str | None]]) -> None:
