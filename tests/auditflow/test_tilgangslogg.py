@@ -39,7 +39,7 @@ def emergency(asgi_app, fkj, tenant, patient: str):
     er = client_for(asgi_app, fkj, tenant, "user/*.cruds", kind="practitioner",
                     subject="helseid-9144898", hpr_number="9144898", roles=["lege"],
                     unit="HER:81299", fhir_user=f"Practitioner/{vakt['id']}", client_id="ehr-app")
-    assert er.get(f"{er.base}/Patient/{patient}").status_code == 403  # no relation yet
+    assert er.get(f"{er.base}/Patient/{patient}").status_code == 404  # no relation yet
     r = er.post(f"{er.base}/Patient/{patient}/$akuttilgang", headers=FHIR, json={
         "resourceType": "Parameters",
         "parameter": [{"name": "reason", "valueString": "bevisstløs på legevakten"}]})

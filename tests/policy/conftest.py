@@ -89,3 +89,29 @@ def policy_tenant(db, fkj_app):
 @pytest.fixture
 def sys_client(asgi_app, fkj_app, policy_tenant):
     return system(asgi_app, fkj_app, policy_tenant)
+
+
+@pytest.fixture
+def w(asgi_app, fkj_app, policy_tenant, sys_client):
+    """Patient ``mine`` (on the nurse's CareTeam, with a PSY Condition and a Condition that the
+    patient later blocks) and patient ``other`` (no relation)."""
+    c = sys_client
+    put(c, {"resourceType": "Organization", "id": "hjem"})
+    put(c, {"resourceType": "Practitioner", "id": "ns"})
+    for pid, fnr in (("mine", "01817012309"), ("other", "02827012338")):
+        put(c, {"resourceType": "Patient", "id": pid, "name": [{"family": f"Fam{pid}"}],
+                "identifier": [{"system": FNR, "value": fnr}]})
+        put(c, {"resourceType": "Condition", "id": f"c-{pid}", "subject": {"reference": f"Patient/{pid}"},
+                "code": {"coding": [{"system": "http://x", "code": f"code-{pid}"}]}})
+    put(c, {"resourceType": "CareTeam", "id": "ct", "status": "active",
+            "subject": {"reference": "Patient/mine"},
+            "participant": [{"member": {"reference": "Practitioner/ns"}}]})
+    put(c, {"resourceType": "Condition", "id": "c-psy", "meta": {"security": [PSY]},
+            "subject": {"reference": "Patient/mine"},
+            "code": {"coding": [{"system": "http://x", "code": "hemmelig-psy"}]}})
+    put(c, {"resourceType": "Encounter", "id": "enc", "status": "finished",
+            "class": {"code": "HH"}, "subject": {"reference": "Patient/mine"},
+            "diagnosis": [{"condition": {"reference": "Condition/c-psy"}},
+                          {"condition": {"reference": "Condition/c-other"}}]})
+    nurse = personnel(asgi_app, fkj_app, policy_tenant, "ns", ["sykepleier"], "hjem", "9111")
+    return c, nurse

@@ -18,6 +18,8 @@ UNITS = ["u-hjem", "u-psykisk-helse-rus", "u-lk"]
 PRACS = ["pr-a", "pr-b", "pr-c"]
 PATS = [f"pt{i}" for i in range(8)]
 DATES = [None, "2019-01-01", "2021-06-01", "2035-01-01"]
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+CITIZEN_PID = "01817012309"
 
 
 def _period(rng):
@@ -39,6 +41,7 @@ def generate(seed: int) -> list[dict]:
     out.append({"resourceType": "Medication", "id": "med1", "code": {"text": "x"}})
     for pt in PATS:
         out.append({"resourceType": "Patient", "id": pt})
+    out[-len(PATS)]["identifier"] = [{"system": FNR, "value": CITIZEN_PID}]  # pt0
     n = 0
 
     def nid(prefix):
@@ -130,6 +133,36 @@ def generate(seed: int) -> list[dict]:
     return out
 
 
+def legacy(seed: int) -> list[dict]:
+    """Resources naming a patient only by a person identifier, stored as they were before
+    references were resolved at write time (the test stores them with resolution off)."""
+    rng = random.Random(seed)
+    fnr_ref = {"identifier": {"system": FNR, "value": CITIZEN_PID}}
+    dnr_alias = {"identifier": {"system": "http://hl7.no/fhir/NamingSystem/DNR",
+                                "value": "49839000196"}}
+    out = [
+        {"resourceType": "Condition", "id": "leg-c1", "subject": fnr_ref},
+        {"resourceType": "Observation", "id": "leg-o1", "status": "final",
+         "code": {"text": "x"}, "subject": {**fnr_ref, "type": "Patient"}},
+        {"resourceType": "Observation", "id": "leg-o2", "status": "final",
+         "code": {"text": "x"}, "subject": {"reference": f"Patient/{rng.choice(PATS)}"},
+         "performer": [dnr_alias]},
+        {"resourceType": "Encounter", "id": "leg-e2", "status": "finished",
+         "class": {"code": "AMB"}, "subject": fnr_ref},
+        # not unresolved: an element that is no patient link, a typed practitioner, and an
+        # identifier that is no person's
+        {"resourceType": "Encounter", "id": "leg-e1", "status": "finished",
+         "class": {"code": "AMB"}, "subject": {"reference": f"Patient/{rng.choice(PATS)}"},
+         "participant": [{"individual": fnr_ref}]},
+        {"resourceType": "Observation", "id": "leg-o3", "status": "final",
+         "code": {"text": "x"}, "subject": {"reference": f"Patient/{rng.choice(PATS)}"},
+         "performer": [{**fnr_ref, "type": "Practitioner"}]},
+        {"resourceType": "Condition", "id": "leg-c2",
+         "subject": {"identifier": {"system": "http://lokalt/nr", "value": "17"}}},
+    ]
+    return out
+
+
 PRINCIPALS = [
     ("pr-a", ["lege"], "u-hjem"),
     ("pr-b", ["sykepleier"], "u-psykisk-helse-rus"),
@@ -137,6 +170,7 @@ PRINCIPALS = [
     ("pr-a", ["psykolog"], "u-psykisk-helse-rus"),
     ("pr-c", ["saksbehandler", "leder"], "u-hjem"),
     ("pr-b", ["lege"], "u-lk"),
+    ("citizen", [], None),
 ]
 
 
@@ -146,17 +180,28 @@ def test_sql_and_python_agree(db, fkj_app, seed):
     enable_policy(fkj_app, tenant)
     sysrepo = Repository(fkj_app.services, Principal.system(tenant), tenant)
     sysrepo.put_many(generate(seed))
+    from fkj.repository import patients as P
+    real = P.resolve
+    P.resolve = lambda res, lookup: (res, [])  # type: ignore[assignment]
+    try:
+        sysrepo.put_many(legacy(seed))
+    finally:
+        P.resolve = real  # type: ignore[assignment]
     stored = {}
-    for rtype in {r["resourceType"] for r in generate(seed)}:
+    for rtype in {r["resourceType"] for r in generate(seed) + legacy(seed)}:
         for row in sysrepo.search(rtype, [("_count", "1000")]).matches:
             stored[(row.type, row.id)] = orjson.loads(row.content)
     compared = 0
     seen_visible = seen_hidden = False
     for prac, roles, unit in PRINCIPALS:
-        p = Principal(kind="practitioner", subject=prac, tenant=tenant,
-                      scopes=frozenset({"user/*.cruds"}), roles=frozenset(roles),
-                      unit=f"Organization/{unit}", fhir_user=f"Practitioner/{prac}",
-                      hpr_number=f"hpr-{prac}")
+        if prac == "citizen":
+            p = Principal(kind="citizen", subject=CITIZEN_PID, tenant=tenant,
+                          scopes=frozenset({"user/*.rs"}), pid=CITIZEN_PID)
+        else:
+            p = Principal(kind="practitioner", subject=prac, tenant=tenant,
+                          scopes=frozenset({"user/*.cruds"}), roles=frozenset(roles),
+                          unit=f"Organization/{unit}", fhir_user=f"Practitioner/{prac}",
+                          hpr_number=f"hpr-{prac}")
         repo = Repository(fkj_app.services, p, tenant)
         ctx = D.context(repo)
         python = {k for k, res in stored.items() if D.decide(ctx, res) is None}
@@ -172,3 +217,8 @@ def test_sql_and_python_agree(db, fkj_app, seed):
         seen_hidden |= len(python) < len(stored)
     # the generated world exercises both outcomes
     assert compared > 0 and seen_visible and seen_hidden
+    # the stored unresolved references are what the forms were compared on
+    assert "reference" not in stored[("Condition", "leg-c1")]["subject"]
+    from fkj.repository.patients import UNRESOLVED, patients_of
+    assert {k[1] for k, r in stored.items() if UNRESOLVED in patients_of(r)} == {
+        "leg-c1", "leg-o1", "leg-o2", "leg-e2"}

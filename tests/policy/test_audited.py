@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from tests.auditflow.conftest import audit_rows, refs
-from tests.policy.test_attacks import w  # noqa: F401  (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -20,23 +19,23 @@ def _nurse_events(fkj_app, tenant: str, since: int) -> list[dict]:
     return [r["event"] for r in audit_rows(fkj_app, tenant)[since:] if r["agent"] == "9111"]
 
 
-def test_denials_are_audited(w, fkj_app, policy_tenant):  # noqa: F811
+def test_denials_are_audited(w, fkj_app, policy_tenant):
     _, n = w
     before = len(audit_rows(fkj_app, policy_tenant))
-    assert n.get(f"{n.base}/Condition/c-other").status_code == 403
+    # a patient outside the care relation: 404, as if it did not exist; related: 403
+    assert n.get(f"{n.base}/Condition/c-other").status_code == 404
     assert n.get(f"{n.base}/Condition/c-psy").status_code == 403
-    assert n.get(f"{n.base}/Patient/other/$everything").status_code == 403
-    assert n.delete(f"{n.base}/Condition/c-other").status_code == 403
+    assert n.get(f"{n.base}/Patient/other/$everything").status_code == 404
+    assert n.delete(f"{n.base}/Condition/c-other").status_code == 404
     events = _nurse_events(fkj_app, policy_tenant, before)
     assert [e["outcome"] for e in events] == ["4"] * 4
     assert refs(events[0]) == ["Condition/c-other"]
     assert refs(events[1]) == ["Condition/c-psy"]
     assert events[3]["action"] == "D"
-    for e in events:
-        assert e["outcomeDesc"].startswith("403")
+    assert [e["outcomeDesc"][:3] for e in events] == ["404", "403", "404", "404"]
 
 
-def test_filtered_results_audit_only_what_was_shown(w, fkj_app, policy_tenant):  # noqa: F811
+def test_filtered_results_audit_only_what_was_shown(w, fkj_app, policy_tenant):
     _, n = w
     before = len(audit_rows(fkj_app, policy_tenant))
     hidden = {"Condition/c-psy", "Condition/c-other", "Patient/other"}
@@ -65,7 +64,7 @@ def test_filtered_results_audit_only_what_was_shown(w, fkj_app, policy_tenant): 
     assert any("Condition/c-other" in refs(e) for e in failed)
 
 
-def test_export_is_audited_page_by_page(w, fkj_app, policy_tenant, tmp_path):  # noqa: F811
+def test_export_is_audited_page_by_page(w, fkj_app, policy_tenant, tmp_path):
     """A Patient-level $export by the nurse: one $export AuditEvent listing every exported
     resource and naming the patient — and nothing of what the policy hid."""
     from tests.bulk.test_export import download, finish

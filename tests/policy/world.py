@@ -13,6 +13,9 @@ RELATIONS = ("none", "careteam", "episode", "unit", "expired")
 BLOCKS = ("none", "category", "unit", "person")
 UNIT, OTHER = "hjem-sone-1", "legevakt"
 CLINICAL_READERS = {"lege", "sykepleier", "fysioterapeut", "ergoterapeut", "psykolog"}
+#: who may open a record by emergency access (health personnel with an HPR number)
+BTG_ROLES = {"lege", "sykepleier", "helsefagarbeider", "fysioterapeut", "ergoterapeut",
+             "psykolog"}
 
 
 def prac_id(role: str, emergency: bool) -> str:
@@ -86,12 +89,18 @@ def build(c) -> None:
                                 actor=[actor(f"Practitioner/{p}") for p in all_pracs()]))
 
 
-def patient_visible(rel: str, blk: str, emergency: bool) -> bool:
-    return (rel in ("careteam", "episode", "unit") or emergency) and blk not in ("unit", "person")
+def related(rel: str, emergency: bool, role: str | None = None) -> bool:
+    """A care relation, or an emergency grant (which only health personnel can open)."""
+    return rel in ("careteam", "episode", "unit") or (
+        emergency and (role is None or role in BTG_ROLES))
+
+
+def patient_visible(rel: str, blk: str, emergency: bool, role: str | None = None) -> bool:
+    return related(rel, emergency, role) and blk not in ("unit", "person")
 
 
 def condition_visible(role: str, rel: str, blk: str, emergency: bool, sens: str) -> bool:
-    if not patient_visible(rel, blk, emergency) or role not in CLINICAL_READERS:
+    if not patient_visible(rel, blk, emergency, role) or role not in CLINICAL_READERS:
         return False
     if sens == "psy":
         # the unit is not a home unit of PSY: only doctors see it, and not when blocked

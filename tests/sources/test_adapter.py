@@ -46,6 +46,26 @@ def test_token_search_and_localised_items():
     assert "patient%3Aidentifier" in seen[1][3]
 
 
+def test_an_item_naming_the_person_by_identifier_is_localised_too():
+    """National services name persons by fødselsnummer: such an item is about the local
+    patient (the policy judges it on her), another person's stays unresolved (hidden)."""
+    from fkj.repository.patients import UNRESOLVED, patients_of
+
+    def handler(req: httpx.Request):
+        if req.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "T"})
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "entry": [{"resource": {
+            "resourceType": "MedicationStatement", "id": f"m{i}", "status": "active",
+            "subject": {"identifier": {"system": "http://hl7.no/fhir/NamingSystem/FNR",
+                                       "value": value}}}} for i, value in
+            enumerate(("08874031136", "13031353453"))]})
+
+    mine, other = _adapter(handler).fetch(KEY, time.monotonic() + 1).items
+    assert mine["subject"]["reference"] == "Patient/p1" and patients_of(mine) == {"p1"}
+    assert patients_of(other) == {UNRESOLVED}
+
+
 def test_retry_then_success_and_cache():
     calls = {"n": 0}
 

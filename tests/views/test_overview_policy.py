@@ -77,7 +77,7 @@ def emergency(c, fkj, t: str, pid: str, hpr: str) -> dict:
     """A legevakt physician without a care relation: refused, then opens the record with
     ``$akuttilgang``; returns the headers of her requests."""
     h = clinician(fkj, t, "lege", unit="legevakt", hpr=hpr)
-    assert overview(c, t, pid, h).status_code == 403
+    assert overview(c, t, pid, h).status_code == 404  # no relation: as if not there
     r = c.post(f"/fhir/{t}/Patient/{pid}/$akuttilgang", headers=h, json={
         "resourceType": "Parameters",
         "parameter": [{"name": "reason", "valueString": "bevisstløs pasient på legevakten"}]})
@@ -120,11 +120,15 @@ def _withdraw(c, t: str, system: dict, cid: str) -> None:
 
 
 # ------------------------------------------------------------------------------ care relation
-def test_unrelated_practitioner_gets_403_and_nothing_federated(asgi_app, views_app, world):
+def test_unrelated_practitioner_gets_404_and_nothing_federated(asgi_app, views_app, world):
     t, sims = world
     c = _client(asgi_app)
     r = overview(c, t, f"{t}-pat-0", clinician(views_app, t, "lege", unit="legevakt"))
-    assert r.status_code == 403, r.text
+    # answered as a patient that is not there (no existence oracle), pointing to $akuttilgang
+    assert r.status_code == 404, r.text
+    absent = overview(c, t, f"{t}-pat-x", clinician(views_app, t, "lege", unit="legevakt"))
+    assert absent.status_code == 404
+    assert r.text.replace(f"{t}-pat-0", "ID") == absent.text.replace(f"{t}-pat-x", "ID")
     body = r.json()
     assert body["resourceType"] == "OperationOutcome"
     assert "tjenstlig behov" in r.text and "$akuttilgang" in r.text

@@ -98,7 +98,7 @@ def legevakt_with_emergency_access(c, fkj, tenant: str, pid: str) -> dict:
     h = headers(fkj, tenant, "user/*.rs", kind="practitioner", subject=f"helseid-{hpr}",
                 hpr_number=hpr, roles=["lege"], unit=f"Organization/{tenant}-org-legevakt",
                 fhir_user="Practitioner/legevakt-lege", client_id="legevakt-epj")
-    assert overview(c, tenant, pid, h).status_code == 403  # no care relation
+    assert overview(c, tenant, pid, h).status_code == 404  # no care relation: not known
     r = c.post(f"/fhir/{tenant}/Patient/{pid}/$akuttilgang", headers=h, json={
         "resourceType": "Parameters",
         "parameter": [{"name": "reason", "valueString": "bevisstløs pasient på legevakten"}]})

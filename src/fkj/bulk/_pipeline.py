@@ -82,6 +82,9 @@ class WorkState:
         self._known: dict[tuple[str, str], bool] = {}
         self._urls: dict[str, str | None] = {}
         self.head = _esc(tenant) + "\t\x01\t"
+        # references naming a patient by fødselsnummer … resolve against the import's index
+        # (its own Patients and the stored ones it names): a worker has no database
+        repo.person_lookup = self.find_patients
 
     def close(self) -> None:
         if self._db is not None:
@@ -108,6 +111,19 @@ class WorkState:
             self._known[key] = hit
         return hit
 
+    def find_patients(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """:meth:`fkj.repository.repository.Repository.find_patients` over the import's
+        index of persons (filled by the scan)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        if self.ids_path is None:
+            return out
+        for kind, value in wanted:
+            rows = self._conn().execute("SELECT id FROM persons WHERE kind = ? AND value = ?",
+                                        (kind, value)).fetchall()
+            if rows:
+                out[(kind, value)] = [r[0] for r in rows]
+        return out
+
     def url(self, url: str) -> str | None:
         if url in self._urls:
             return self._urls[url]
@@ -122,12 +138,15 @@ class WorkState:
 
     # -------------------------------------------------------------- the work
     def scan(self, src_name: str, lines: list[tuple[int, bytes]]) -> list:
-        """(rtype, rid) of each line (None for a line that is not a resource)."""
+        """(rtype, rid, facts) of each line (None for a line that is not a resource); facts:
+        :func:`fkj.repository.patients.scan_facts`."""
         from fkj.bulk.reader import _parse_line_name
+        from fkj.repository.patients import scan_facts
         out = []
         for n, raw in lines:
             item = _parse_line_name(src_name, n, raw)
-            out.append((item.rtype, item.rid) if item.rtype and item.rid else None)
+            out.append((item.rtype, item.rid, scan_facts(item.resource))
+                       if item.rtype and item.rid else None)
         return out
 
     def prepare(self, src_name: str, entries: list, ts: int) -> list:

@@ -44,6 +44,7 @@ from fkj.bulk.reader import (
 )
 from fkj.bulk.tables import bulk_import_file
 from fkj.errors import FhirError
+from fkj.repository.patients import scan_facts
 from fkj.store.backend import now_us, scope
 from fkj.store.schema import resource
 
@@ -306,12 +307,15 @@ class Importer:
                         todo += 1
                     if item.rtype and item.rid:
                         ids.add(item.rtype, item.rid)
+                        ids.add_facts(item.rid, scan_facts(item.resource))
                     if item.full_url:
                         ids.add_url(item.full_url, f"{item.rtype}/{item.rid}")
             src.total = n
             if not src.done:
                 total += todo
         ids.flush()
+        # the stored Patients the import names by fødselsnummer … (fkj.repository.patients)
+        ids.add_stored_persons(self.repo.find_patients)
         return total
 
     def _scan_parallel(self, src: Source, ids: IdSet) -> tuple[int, int]:
@@ -327,7 +331,8 @@ class Importer:
             todo += sum(1 for k in range(len(res)) if first[k] > src.line)
             for key in res:
                 if key is not None:
-                    ids.add(*key)
+                    ids.add(key[0], key[1])
+                    ids.add_facts(key[1], key[2])
 
         buf: list = []
         for entry in _ndjson_lines(src):

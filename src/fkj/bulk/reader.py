@@ -250,6 +250,12 @@ class IdSet:
         self.db.execute("CREATE TABLE ids (type TEXT, id TEXT, PRIMARY KEY (type, id)) "
                         "WITHOUT ROWID")
         self.db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY, ref TEXT) WITHOUT ROWID")
+        # logical references to patients (fødselsnummer …): the import's Patients and the
+        # stored ones its resources name, for the workers to resolve against
+        self.db.execute("CREATE TABLE persons (kind TEXT, value TEXT, id TEXT, "
+                        "PRIMARY KEY (kind, value, id)) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE wanted (kind TEXT, value TEXT, PRIMARY KEY (kind, value)) "
+                        "WITHOUT ROWID")
         self._pending: list[tuple[str, str]] = []
         self._cache: dict[tuple[str, str], bool] = {}
 
@@ -257,6 +263,27 @@ class IdSet:
         self._pending.append((rtype, rid))
         if len(self._pending) >= 10000:
             self.flush()
+
+    def add_facts(self, rid: str | None, facts) -> None:
+        """What :func:`fkj.repository.patients.scan_facts` found in one resource."""
+        if not facts:
+            return
+        own, wanted = facts
+        if own and rid:
+            self.db.executemany("INSERT OR IGNORE INTO persons VALUES (?, ?, ?)",
+                                [(k, v, rid) for k, v in own])
+        if wanted:
+            self.db.executemany("INSERT OR IGNORE INTO wanted VALUES (?, ?)", wanted)
+
+    def add_stored_persons(self, find: Callable[[set[tuple[str, str]]], dict]) -> None:
+        """The stored Patients with the person identifiers the import refers to
+        (``find``: :meth:`fkj.repository.repository.Repository.find_patients`)."""
+        rows = self.db.execute("SELECT kind, value FROM wanted").fetchall()
+        for start in range(0, len(rows), 500):
+            found = find({(k, v) for k, v in rows[start:start + 500]})
+            self.db.executemany("INSERT OR IGNORE INTO persons VALUES (?, ?, ?)",
+                                [(k, v, i) for (k, v), ids in found.items() for i in ids])
+        self.db.commit()
 
     def add_url(self, url: str, ref: str) -> None:
         self.db.execute("INSERT OR IGNORE INTO urls VALUES (?, ?)", (url, ref))

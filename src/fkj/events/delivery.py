@@ -63,6 +63,9 @@ from fkj.events.subscriptions import EVENTS_SUBJECT, notification_bundle, princi
 from fkj.events.tables import subscription_event as E
 from fkj.events.tables import subscription_state as S
 from fkj.events.topics import TOPICS
+
+# "Patient/x" of a resource: the platform's one answer (the policy's and the audit's)
+from fkj.repository.patients import patient_refs as patients_of
 from fkj.store.backend import ALL_TENANTS, now_us, scope
 from fkj.store.schema import event_log, resource_version
 from fkj.store.schema import tenant as tenant_table
@@ -877,29 +880,6 @@ class NotOwner(Exception):
 def _owns(principal, row) -> bool:
     from fkj.events.access import owner_key
     return owner_key(principal_from_json(row.owner)) == owner_key(principal)
-
-
-def patients_of(res: dict) -> list[str]:
-    """``Patient/x`` references of a resource (itself, or its patient-compartment links)."""
-    rtype = res.get("resourceType")
-    if rtype == "Patient":
-        return [f"Patient/{res['id']}"] if res.get("id") else []
-    from fkj.search.compartments import compartment_params
-    from fkj.search.extract import extract
-    params = set(compartment_params("Patient", rtype or ""))
-    if not params:
-        return []
-    out: list[str] = []
-    try:
-        rows = extract(res).get("reference", ())
-    except Exception:  # noqa: BLE001 - the patient is a nicety of the audit record
-        return out
-    for row in rows:
-        if row[0] in params and row[1] == "Patient" and row[2]:
-            ref = f"Patient/{row[2]}"
-            if ref not in out:
-                out.append(ref)
-    return out
 
 
 def _ns(row):

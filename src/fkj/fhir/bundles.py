@@ -127,6 +127,10 @@ def _transaction(req: FhirRequest, repo, app, entries: list[_Entry]) -> FhirResp
         try:
             _resolve_ids(repo, entries)
             _rewrite_references(repo, entries)
+            # a patient named by fødselsnummer … and registered in this same transaction
+            from fkj.repository.patients import resolve_within
+            resolve_within([(e.resource, e.assigned) for e in entries
+                            if e.method in ("POST", "PUT")])
             repo.prefetch([tuple(e.assigned.split("/", 1)) for e in entries
                            if e.method == "PUT" and e.assigned])
             for e in sorted(entries, key=lambda x: ORDER[x.method]):

@@ -30,24 +30,33 @@ from fkj.errors import Issue
 
 __all__ = [
     "DNR_SYSTEM",
+    "DUF_SYSTEM",
     "FHN_SYSTEM",
     "FNR_SYSTEM",
     "HERID_SYSTEM",
+    "HNR_SYSTEM",
     "HPR_SYSTEM",
     "ORGNR_SYSTEM",
+    "PERSON_IDENTIFIER_SYSTEMS",
     "PERSON_SYSTEMS",
+    "PID_SYSTEMS",
     "RESH_SYSTEM",
     "check_person_number",
     "identifier_issues",
     "make_dnr",
     "make_fnr",
     "person_number_variant",
+    "systems_of_kind",
 ]
 
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 DNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
 FHN_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.3"
 HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
+DUF_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.5"
+#: H-nummer (virksomhetsinternt hjelpenummer): no-basis 2.2.0 fixes the slice's system to
+#: the literal "HNR" (the number is local to its assigner)
+HNR_SYSTEM = "HNR"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 RESH_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.102"
 HERID_SYSTEM = "urn:oid:2.16.578.1.12.4.1.2"
@@ -56,13 +65,45 @@ ORGNR = ORGNR_SYSTEM
 RESH = RESH_SYSTEM
 HERID = HERID_SYSTEM
 
-# system URI -> kind checked by identifier_issues (OIDs and the hl7.no NamingSystem aliases)
-PERSON_SYSTEMS: dict[str, Literal["fnr", "dnr"]] = {
+PersonKind = Literal["fnr", "dnr", "fhn", "hnr", "duf"]
+
+#: Every system URI that identifies a *person as a patient* (citizen), with its kind: the
+#: OIDs of HL7 Norway no-basis 2.2.0 and their hl7.no NamingSystem aliases. The one list the
+#: platform uses — validation (fnr/dnr control digits), the resolution of references by
+#: identifier to the tenant's Patient (fkj.repository.patients), a citizen's own Patients
+#: (the access policy) and the access log. HPR-nummer (4.4) identifies personnel and is
+#: deliberately not here. Source: /work/shared/reference/no/identifier-systems.csv and the
+#: no-basis NamingSystems (copied facts; the product does not read that directory).
+PERSON_IDENTIFIER_SYSTEMS: dict[str, PersonKind] = {
     FNR_SYSTEM: "fnr",
     "http://hl7.no/fhir/NamingSystem/FNR": "fnr",
     DNR_SYSTEM: "dnr",
     "http://hl7.no/fhir/NamingSystem/DNR": "dnr",
+    FHN_SYSTEM: "fhn",
+    "http://hl7.no/fhir/NamingSystem/FHNR": "fhn",
+    DUF_SYSTEM: "duf",
+    "http://hl7.no/fhir/NamingSystem/DUFN": "duf",
+    HNR_SYSTEM: "hnr",
 }
+
+#: the systems of a citizen's national identity number (the ``pid`` of an ID-porten login):
+#: fødselsnummer and D-nummer
+PID_SYSTEMS: frozenset[str] = frozenset(
+    s for s, k in PERSON_IDENTIFIER_SYSTEMS.items() if k in ("fnr", "dnr"))
+
+# system URI -> kind checked by identifier_issues (fødselsnummer and D-nummer: mod 11)
+PERSON_SYSTEMS: dict[str, Literal["fnr", "dnr"]] = {
+    s: k for s, k in PERSON_IDENTIFIER_SYSTEMS.items() if k in ("fnr", "dnr")}  # type: ignore[misc]
+
+
+def systems_of_kind(kind: str) -> frozenset[str]:
+    """Every system URI (OID and aliases) of one kind of person identifier.
+
+    >>> sorted(systems_of_kind("dnr"))
+    ['http://hl7.no/fhir/NamingSystem/DNR', 'urn:oid:2.16.578.1.12.4.1.4.2']
+    """
+    return frozenset(s for s, k in PERSON_IDENTIFIER_SYSTEMS.items() if k == kind)
+
 
 _W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)

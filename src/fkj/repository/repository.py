@@ -7,6 +7,7 @@ search-index rows → store the version, the index rows and an event in one tran
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from fkj.errors import (
     BadRequest,
     Conflict,
+    FhirError,
     Gone,
     InvalidResource,
     NotFound,
@@ -28,11 +30,22 @@ from fkj.errors import (
 )
 from fkj.fhir.jsonio import instant
 from fkj.model.references import iter_references, split_relative
+from fkj.repository.patching import apply_json_patch
 from fkj.repository.services import Services
 from fkj.repository.unit_of_work import Prepared, UnitOfWork
 from fkj.store import resources as sql
 from fkj.store.backend import is_unique_violation, now_us, point_read, scope
 from fkj.types import Principal
+
+log = logging.getLogger("fkj.repository")
+
+
+#: how often a PATCH without If-Match is tried when another write wins the race for the row
+PATCH_ATTEMPTS = 5
+
+
+class VersionConflict(PreconditionFailed):
+    """The stored version changed between reading and writing it (optimistic locking)."""
 
 
 @dataclass
@@ -77,6 +90,12 @@ class Repository:
         self._uow: UnitOfWork | None = None
         #: where the current write sits in a Bundle (``Bundle.entry[3]``), for error locations
         self.where = ""
+        #: ``Patient/x`` of what this request was refused or resolved to, which its answer
+        #: does not show: the audit record of a refusal names them too
+        self.refused_patients: list[str] = []
+        #: how logical references to patients are looked up (:meth:`find_patients`, the
+        #: tenant's Patients; ``fkj import`` workers look in the import's own index)
+        self.person_lookup = None
 
     @property
     def registry(self):
@@ -128,7 +147,10 @@ class Repository:
     def _integrity(e: IntegrityError) -> Exception:
         if is_unique_violation(e):
             return Conflict("the resource was created concurrently by another request; retry")
-        return Conflict(f"the write conflicts with stored data: {e.orig}")
+        # the database's message can quote the row (PostgreSQL: "Failing row contains …"):
+        # it goes to the log, not to the caller
+        log.warning("integrity error on write: %s", e.orig)
+        return Conflict("the write conflicts with stored data")
 
     def authorize(self, interaction: str, rtype: str | None, resource: dict | None = None) -> None:
         for hook in self.services.hooks.authorize:
@@ -151,6 +173,70 @@ class Repository:
             return False
         return True
 
+    def unknown(self, rtype: str | None, text: str) -> NotFound:
+        """The "not known" answer for ``text`` (``Type/id is not known``): the same whether
+        the resource does not exist or the caller may not know of it (no existence
+        oracle). The access policy may add a hint for its callers (``not_found_hint``)."""
+        hint = self.services.extras.get("not_found_hint")
+        extra = hint(self, rtype) if hint is not None else None
+        return NotFound(f"{text} ({extra})" if extra else text)
+
+    def _check_stored(self, interaction: str, rtype: str, content: str, text: str) -> None:
+        """:meth:`check_result` on a stored resource an instance-level interaction is about:
+        one the caller may not know of (NotFound from the hooks) is answered exactly as
+        :meth:`unknown` answers one that does not exist."""
+        try:
+            self.check_result(interaction, content)
+        except FhirError as e:
+            from fkj.repository.patients import patient_refs
+            self.refused_patients.extend(patient_refs(orjson.loads(content)))
+            if isinstance(e, NotFound):
+                raise self.unknown(rtype, text) from None
+            raise
+
+    # ------------------------------------------------------------------ patients
+    def find_patients(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The ids of the tenant's (not deleted) Patients with each person identifier
+        ``(kind, value)`` (kinds of :data:`fkj.model.identifiers.PERSON_IDENTIFIER_SYSTEMS`,
+        every alias of a kind's system counted). One query; inside a transaction it sees the
+        transaction's own writes."""
+        from sqlalchemy import select
+
+        from fkj.model.identifiers import PERSON_IDENTIFIER_SYSTEMS
+        from fkj.store.schema import idx_token, resource
+
+        if not wanted:
+            return {}
+        kinds = {k for k, _ in wanted}
+        systems = sorted(s for s, k in PERSON_IDENTIFIER_SYSTEMS.items() if k in kinds)
+        tok = idx_token
+        q = select(tok.c.system, tok.c.code, resource.c.id).join(
+            resource, resource.c.rid == tok.c.rid).where(
+            tok.c.tenant == self.tenant, tok.c.type == "Patient", tok.c.param == "identifier",
+            tok.c.system.in_(systems), tok.c.code.in_(sorted({v for _, v in wanted})),
+            resource.c.tenant == self.tenant, resource.c.deleted.is_(False))
+        out: dict[tuple[str, str], list[str]] = {}
+        with self._reading() as conn:
+            for system, code, pid in conn.execute(q):
+                key = (PERSON_IDENTIFIER_SYSTEMS[system], code)
+                if key in wanted and pid not in out.setdefault(key, []):
+                    out[key].append(pid)
+        return out
+
+    def resolve_persons(self, resource: Any) -> Any:
+        """``resource`` with its logical references to patients (a fødselsnummer, D-nummer
+        … and no ``reference``) resolved to the tenant's Patient
+        (:func:`fkj.repository.patients.resolve`). Runs before the access policy judges a
+        write, so the policy sees the patient; what does not resolve is left for the policy
+        (an unknown patient, refused as unrelated) and then for :meth:`prepare` (422)."""
+        from fkj.repository import patients as P
+        if not isinstance(resource, dict):
+            return resource
+        resolved, _ = P.resolve(resource, self.person_lookup or self.find_patients)
+        if resolved is not resource:
+            self.refused_patients.extend(P.patient_refs(resolved))
+        return resolved
+
     # ------------------------------------------------------------------ reads
     @contextmanager
     def _point_read(self) -> Iterator[Connection]:
@@ -172,8 +258,8 @@ class Repository:
                 if cur is not None:
                     companion[1](self, value)
         if cur is None:
-            raise NotFound(f"{rtype}/{rid} is not known")
-        self.check_result("read", cur.content)
+            raise self.unknown(rtype, f"{rtype}/{rid} is not known")
+        self._check_stored("read", rtype, cur.content, f"{rtype}/{rid} is not known")
         if cur.deleted:
             raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{cur.version}"'})
         return Stored(rtype, rid, cur.version, cur.last_updated, cur.content)
@@ -181,12 +267,12 @@ class Repository:
     def vread(self, rtype: str, rid: str, vid: str) -> Stored:
         self.authorize("vread", rtype)
         if not vid.isdigit():
-            raise NotFound(f"{rtype}/{rid} has no version {vid!r}")
+            raise self.unknown(rtype, f"{rtype}/{rid} has no version {vid!r}")
         with self._point_read() as conn:
             row = sql.get_version(conn, self.tenant, rtype, rid, int(vid))
         if row is None:
-            raise NotFound(f"{rtype}/{rid} has no version {vid}")
-        self.check_result("vread", row.content)
+            raise self.unknown(rtype, f"{rtype}/{rid} has no version {vid}")
+        self._check_stored("vread", rtype, row.content, f"{rtype}/{rid} has no version {vid}")
         if row.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
         return Stored(rtype, rid, int(vid), row.last_updated, row.content)
@@ -219,11 +305,19 @@ class Repository:
             total = None
             if before_seq is None:
                 total = sql.count_history(conn, self.tenant, rtype, rid, since)
+        if rid is not None and not rows:
+            # none in the window (``_since``, ``_before_seq``) or none at all: a resource
+            # that does not exist and one the caller may not know of get the same answer
+            cur = self.current_or_none(rtype, rid)  # type: ignore[arg-type]
+            if cur is None:
+                raise self.unknown(rtype, f"{rtype}/{rid} is not known")
+            self._check_stored("history", rtype, cur.content,  # type: ignore[arg-type]
+                               f"{rtype}/{rid} is not known")
         if self.services.hooks.check_result:
             kept = [r for r in rows if self.visible("history", r.content)]
             if len(kept) != len(rows):
                 if rid is not None and not kept:
-                    raise NotFound(f"{rtype}/{rid} is not known")
+                    raise self.unknown(rtype, f"{rtype}/{rid} is not known")
                 # the caller may not know how many versions it cannot see
                 rows, total = kept, None
         return rows, total
@@ -245,6 +339,7 @@ class Repository:
                if_none_exist: list[tuple[str, str]] | None = None,
                assigned_id: str | None = None) -> WriteOutcome:
         rtype = rtype or (resource.get("resourceType") if isinstance(resource, dict) else None)
+        resource = self.resolve_persons(resource)
         self.authorize("create", rtype, resource if isinstance(resource, dict) else None)
         with self.transaction():
             if if_none_exist is not None:
@@ -262,9 +357,19 @@ class Repository:
 
     def update(self, rtype: str, rid: str, resource: Any, *, if_match: str | None = None,
                method: str = "PUT") -> WriteOutcome:
+        resource = self.resolve_persons(resource)
         self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
         with self.transaction():
             cur = self._current_for_write(rtype, rid)
+            if cur is not None:
+                # before If-Match: a version conflict would confirm the resource exists; to
+                # If-Match, one the caller may not know of is one that does not exist
+                try:
+                    self._check_stored("update", rtype, cur.content,
+                                       f"{rtype}/{rid} is not known")
+                except NotFound:
+                    check_if_match(if_match, None)
+                    raise
             check_if_match(if_match, cur)
             if cur is None:
                 op = self.prepare(resource, rtype=rtype, rid=rid, version=1, method=method)
@@ -278,7 +383,7 @@ class Repository:
                 if not sql.update_current(self._conn, cur.rid, cur.version, {  # type: ignore[arg-type]
                         "version": op.version, "last_updated": op.last_updated,
                         "deleted": False, "content": op.content}):
-                    raise PreconditionFailed(
+                    raise VersionConflict(
                         f"{rtype}/{rid} was changed by another request (version conflict)")
                 self._uow.add(op)  # type: ignore[union-attr]
                 return_status, created = (201, True) if cur.deleted else (200, False)
@@ -307,6 +412,7 @@ class Repository:
 
     def conditional_update(self, rtype: str, criteria: list[tuple[str, str]], resource: Any, *,
                            if_match: str | None = None) -> WriteOutcome:
+        resource = self.resolve_persons(resource)
         self.authorize("update", rtype, resource if isinstance(resource, dict) else None)
         self.authorize("search-type", rtype)
         with self.transaction():
@@ -325,34 +431,59 @@ class Repository:
             return self.create(resource, rtype=rtype)
 
     def patch(self, rtype: str, rid: str, patch: Any, *, if_match: str | None = None) -> WriteOutcome:
-        import jsonpatch
-
+        """JSON Patch. Without If-Match the patch applies to the current version whatever
+        else is written meanwhile: the row is locked before it is read (PostgreSQL), and a
+        version conflict that still happens (the row changed between read and write) is
+        retried with a fresh read, up to :data:`PATCH_ATTEMPTS` times. With If-Match a
+        conflict is the client's 412."""
         self.authorize("patch", rtype)
+        if not isinstance(patch, list):
+            raise BadRequest("a JSON Patch document must be a JSON array of operations")
+        attempts = 1 if (if_match is not None or self._uow is not None) else PATCH_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._patch_once(rtype, rid, patch, if_match)
+            except VersionConflict:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _patch_once(self, rtype: str, rid: str, patch: list, if_match: str | None
+                    ) -> WriteOutcome:
         with self.transaction():
             self._uow.flush()  # type: ignore[union-attr]
-            cur = sql.get_current(self._conn, self.tenant, rtype, rid)  # type: ignore[arg-type]
-            if cur is not None:
-                self.authorize("update-check", rtype, orjson.loads(cur.content))
+            cur = sql.get_current(self._conn, self.tenant, rtype, rid,  # type: ignore[arg-type]
+                                  for_update=True)
             if cur is None:
-                raise NotFound(f"{rtype}/{rid} is not known")
+                raise self.unknown(rtype, f"{rtype}/{rid} is not known")
+            self._check_stored("update", rtype, cur.content, f"{rtype}/{rid} is not known")
+            self.authorize("update-check", rtype, orjson.loads(cur.content))
             if cur.deleted:
                 raise Gone(f"{rtype}/{rid} was deleted")
-            current = Stored(rtype, rid, cur.version, cur.last_updated, cur.content)
             check_if_match(if_match, cur)
-            if not isinstance(patch, list):
-                raise BadRequest("a JSON Patch document must be a JSON array of operations")
-            try:
-                patched = jsonpatch.apply_patch(current.json(), patch)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
-                    ValueError, KeyError, IndexError) as e:
-                raise Unprocessable(f"the JSON Patch cannot be applied: {e}") from None
-            if not isinstance(patched, dict):
-                raise Unprocessable("the JSON Patch did not produce a resource")
+            patched = apply_json_patch(rtype, orjson.loads(cur.content), patch)
             if patched.get("id") != rid or patched.get("resourceType") != rtype:
                 raise Unprocessable("a JSON Patch may not change resourceType or id",
                                     expression=f"{rtype}.id")
-            return self.update(rtype, rid, patched, if_match=f'W/"{current.version}"',
-                               method="PATCH")
+            # the row is locked and read in this transaction: it is the version we patched
+            self._uow.prefetched[(rtype, rid)] = cur  # type: ignore[union-attr]
+            try:
+                return self.update(rtype, rid, patched, if_match=f'W/"{cur.version}"',
+                                   method="PATCH")
+            except FhirError as e:
+                raise self._patch_error(e, rtype, cur.content) from None
+
+    def _patch_error(self, e: Exception, rtype: str, content: str) -> Exception:
+        """A refusal of the patched resource. Its message may quote what was stored (an
+        invalid reference, a value): a caller who may not read the resource (update but no
+        read scope) gets the problem's location only."""
+        if not isinstance(e, (BadRequest, Unprocessable)) or not e.issues \
+                or self.visible("read", content):
+            return e
+        issue = e.issues[0]
+        return type(e)(f"the patched {rtype} is not valid at {', '.join(issue.expression)}"
+                       if issue.expression else f"the patched {rtype} is not valid",
+                       expression=list(issue.expression), code=issue.code)
 
     def delete(self, rtype: str, rid: str, *, if_match: str | None = None) -> WriteOutcome:
         self.authorize("delete", rtype)
@@ -360,7 +491,9 @@ class Repository:
             self._uow.flush()  # type: ignore[union-attr]
             cur = sql.get_current(self._conn, self.tenant, rtype, rid, for_update=True)  # type: ignore[arg-type]
             if cur is None:
-                raise NotFound(f"{rtype}/{rid} is not known")
+                raise self.unknown(rtype, f"{rtype}/{rid} is not known")
+            # before If-Match and "deleted already": both would confirm the resource exists
+            self._check_stored("delete", rtype, cur.content, f"{rtype}/{rid} is not known")
             check_if_match(if_match, cur)
             if cur.deleted:
                 return WriteOutcome(Stored(rtype, rid, cur.version, cur.last_updated,
@@ -372,7 +505,7 @@ class Repository:
                           rid=cur.rid, action="delete")
             if not sql.update_current(self._conn, cur.rid, cur.version, {  # type: ignore[arg-type]
                     "version": op.version, "last_updated": ts, "deleted": True}):
-                raise PreconditionFailed(f"{rtype}/{rid} was changed by another request")
+                raise VersionConflict(f"{rtype}/{rid} was changed by another request")
             self._uow.add(op)  # type: ignore[union-attr]
         return WriteOutcome(_stored(op), 200)
 
@@ -401,6 +534,13 @@ class Repository:
         if issues:
             raise InvalidResource(issues[0].diagnostics, issues=issues)
         assert isinstance(resource, dict)
+        # a patient named only by a person identifier is resolved to the tenant's Patient
+        # (already done before the policy judged the write; here for every other path —
+        # fkj import, seed) or the write refused: a resource never escapes its patient
+        from fkj.repository import patients as P
+        resource, problems = P.resolve(resource, self.person_lookup or self.find_patients)
+        if problems:
+            raise problems[0]
         for hook in self.services.hooks.prepare:
             resource = hook(self, self._conn, resource, rid) or resource
         rtype = resource["resourceType"]

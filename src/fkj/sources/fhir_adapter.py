@@ -220,7 +220,8 @@ class FhirSourceAdapter:
             r = copy.deepcopy(item)
             for fld in ("patient", "subject"):
                 ref = r.get(fld)
-                if isinstance(ref, dict) and ref.get("reference") in theirs:
+                if isinstance(ref, dict) and (ref.get("reference") in theirs
+                                              or _names_person(ref, patient)):
                     r[fld] = {"reference": local_ref,
                               "identifier": {"system": patient.identifier_system,
                                              "value": patient.identifier_value}}
@@ -229,6 +230,19 @@ class FhirSourceAdapter:
             stamp_source(r, self.url, self.display)
             out.append(r)
         return out
+
+
+def _names_person(ref: dict, patient: PatientKey) -> bool:
+    """A reference naming the person the search was for by identifier alone (national
+    services refer to persons by fødselsnummer): it is the local patient too, so the policy
+    judges the item on her (an unresolved person reference would hide it from everyone)."""
+    from fkj.model.identifiers import PERSON_IDENTIFIER_SYSTEMS as KINDS
+    ident = ref.get("identifier")
+    if "reference" in ref or not isinstance(ident, dict) or not patient.identifier_value:
+        return False
+    kind = KINDS.get(ident.get("system"))  # type: ignore[arg-type]
+    return (kind is not None and kind == KINDS.get(patient.identifier_system or "")
+            and ident.get("value") == patient.identifier_value)
 
 
 def _rewrite_refs(obj, theirs: set[str], local_ref: str) -> None:

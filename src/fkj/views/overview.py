@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from fkj.model.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from fkj.security.policy import BLOCKED_TEXT
 from fkj.sources.base import (
     CONFLICT_EXT,
@@ -56,7 +57,8 @@ from fkj.sources.local import LocalSource
 
 SECTION_SYSTEM = "http://fkj.no/fhir/CodeSystem/oversikt-seksjon"
 KRITISK_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.7650"
-FNR_SYSTEMS = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2")
+#: the patient's key for national services: fødselsnummer first, then D-nummer
+FNR_SYSTEMS = (FNR_SYSTEM, DNR_SYSTEM)
 
 SECTIONS: list[tuple[str, str]] = [
     ("kritisk", "Kritisk informasjon"),

@@ -50,6 +50,12 @@ def conditional_update(req: FhirRequest, repo, rtype: str, base: str) -> FhirRes
 
 def patch(req: FhirRequest, repo, rtype: str, rid: str, base: str) -> FhirResponse:
     out = repo.patch(rtype, rid, req.body, if_match=req.header("if-match"))
+    if req.prefer_return not in ("minimal", "OperationOutcome") \
+            and not repo.visible("read", out.stored.content):
+        # the patched resource holds what was stored: a caller who may update but not read
+        # it (user/Patient.u) is told the outcome, not shown the resource
+        return FhirResponse(out.status, info_outcome(
+            f"{rtype}/{rid} version {out.stored.version}"), version_headers(out.stored))
     return resource_response(req, out.status, out.stored, base=base)
 
 

@@ -37,8 +37,11 @@ def run(req: FhirRequest, repo, app, rtype: str | None, rid: str | None) -> Fhir
 
     if rtype != "Patient" or not rid:
         raise NotFound("$akuttilgang is only available on Patient/[id]")
-    if repo.principal.kind != "practitioner":
-        raise Forbidden("akuttilgang kan bare brukes av helsepersonell")
+    from fkj.security.policy.roles import may_break_glass
+    if not may_break_glass(repo.principal):
+        raise Forbidden("akuttilgang kan bare brukes av helsepersonell: en person med "
+                        "HPR-nummer og en helsefaglig rolle (lege, sykepleier, "
+                        "helsefagarbeider, fysioterapeut, ergoterapeut, psykolog)")
     body = req.body
     reason = None
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":

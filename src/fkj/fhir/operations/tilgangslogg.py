@@ -19,13 +19,14 @@ from datetime import UTC, date, datetime
 
 from fkj.errors import Forbidden, InvalidSearch, NotFound
 from fkj.fhir.request import FhirRequest, FhirResponse
+from fkj.model.identifiers import HPR_SYSTEM, PID_SYSTEMS
 
 DEFINITION = {"name": "tilgangslogg", "levels": ("system", "instance"), "methods": ("GET",),
               "reads": False,
               "url": "https://fkj.no/fhir/OperationDefinition/tilgangslogg"}
 
-FNR_SYSTEMS = ("urn:oid:2.16.578.1.12.4.1.4.1", "http://hl7.no/fhir/NamingSystem/FNR")
-HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
+#: a citizen's own Patient carries their pid under one of these (fødselsnummer, D-nummer)
+FNR_SYSTEMS = PID_SYSTEMS
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
 EMERGENCY = {"BTG", "ETREAT"}
 MUNICIPAL_ROLES = {"leder"}

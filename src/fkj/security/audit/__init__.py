@@ -59,10 +59,6 @@ def record_access(services, tenant: str, principal, *, subtype: str, resources: 
         outcome=outcome, purpose=purpose, description=description)])
 
 
-_PATIENT_REF = __import__("re").compile(
-    r'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9.\-]{1,64})(?:/_history/[^"/]*)?"')
-
-
 def record_export_page(services, tenant: str, principal, job: str | None,
                        rows: list[tuple[str, str]]) -> None:
     """Audit one page of a bulk export: ``rows`` are (``Type/id``, resource JSON text). One
@@ -82,21 +78,10 @@ def record_export_page(services, tenant: str, principal, job: str | None,
 
 def patients_in(rows) -> list[str]:
     """Every Patient of ``rows`` ((``Type/id``, JSON text or bytes)): the Patients themselves
-    and every Patient a resource refers to (a scan of the text, no JSON parsing)."""
-    patients: list[str] = []
-    for ref, content in rows:
-        if ref.startswith("Patient/"):
-            patients.append(ref)
-        else:
-            if isinstance(content, bytes):
-                found = (m.decode() for m in _PATIENT_REF_BYTES.findall(content))
-            else:
-                found = _PATIENT_REF.findall(content)
-            patients.extend(f"Patient/{m}" for m in found)
-    return list(dict.fromkeys(patients))
-
-
-_PATIENT_REF_BYTES = __import__("re").compile(_PATIENT_REF.pattern.encode())
+    and the patients each resource concerns — :func:`fkj.repository.patients.patients_in`,
+    the answer the access policy decides on."""
+    from fkj.repository.patients import patients_in as _patients_in
+    return _patients_in(rows)
 
 
 def import_batch_events(principal, created: list[tuple[str, object]],

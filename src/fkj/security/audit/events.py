@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from fkj.model.identifiers import FNR_SYSTEM, HPR_SYSTEM
 from fkj.types import Principal
 
 OBSERVER = "FKJ-plattformen"
@@ -64,8 +65,6 @@ PURPOSES = {
     "HQUALIMP": "health quality improvement",
     "LEGAL": "legal",
 }
-HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
-FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
 NO_PATIENT_EXTENSION = "http://hl7.no/fhir/StructureDefinition/auditevent-patient-extension"
 

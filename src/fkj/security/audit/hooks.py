@@ -20,31 +20,12 @@ _METHODS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "dele
 
 
 def patients_of(op: Any) -> list[str]:
-    """``Patient/x`` references of a prepared write (``fkj.repository.unit_of_work.Prepared``):
-    the patient itself, or the Patient targets of its patient-compartment parameters, taken
-    from the reference index rows already extracted for the write."""
-    if op.type == "Patient":
-        return [f"Patient/{op.id}"]
-    from fkj.search.compartments import compartment_params
-    params = set(compartment_params("Patient", op.type))
-    out: list[str] = []
-    index = getattr(op, "index", None)
-    if not index and getattr(op, "deleted", False) and getattr(op, "content", None):
-        # a deletion carries the deleted content but no index rows: extract them
-        import orjson
-
-        from fkj.search.extract import extract
-        try:
-            index = extract(orjson.loads(op.content))
-        except Exception:  # noqa: BLE001 - the patient is a nicety for a deletion
-            index = {}
-    for row in (index or {}).get("reference", ()):
-        # (param, target_type, target_id, url, ident_system, ident_value)
-        if row[0] in params and row[1] == "Patient" and row[2]:
-            ref = f"Patient/{row[2]}"
-            if ref not in out:
-                out.append(ref)
-    return out
+    """``Patient/x`` of a prepared write (``fkj.repository.unit_of_work.Prepared``): the one
+    answer of :func:`fkj.repository.patients.write_patients`, from the reference index rows
+    already extracted for the write (a deletion: from its content)."""
+    from fkj.repository.patients import write_patients
+    return write_patients(op.type, op.id, getattr(op, "index", None),
+                          op.content if getattr(op, "deleted", False) else None)
 
 
 def write_events(principal: Principal, operations: Iterable[Any], *,

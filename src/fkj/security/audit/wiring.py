@@ -46,7 +46,6 @@ _WRITE_INTERACTIONS = {"create", "update", "patch", "delete", "update-check", "d
 _READ_INTERACTIONS = {"read", "vread", "search-type", "history-instance", "history-type",
                       "history"}
 #: top-level elements that name a resource's patient (cheap; no index extraction)
-_PATIENT_KEYS = ("subject", "patient", "beneficiary", "individual")
 _METHOD_ACTION = {"GET": ("R", "read"), "HEAD": ("R", "read"), "POST": ("C", "create"),
                   "PUT": ("U", "update"), "PATCH": ("U", "patch"), "DELETE": ("D", "delete")}
 _SUBTYPE_ACTION = {"read": "R", "vread": "R", "history-instance": "R", "history-type": "R",
@@ -250,7 +249,8 @@ def request_events(fkj, req, principal, response, error, repo=None) -> list[dict
         return _bundle_events(fkj, req, principal, response, error, repo, purpose, failed, status)
     if failed:
         return [_failure_event(req, principal, subtype, action, rtype, rid, status, error,
-                               purpose, body=req.body)]
+                               purpose, body=req.body,
+                               refused=getattr(repo, "refused_patients", ()))]
     if action in ("C", "U", "D") and getattr(repo, "_fkj_audited_writes", False):
         return []  # audited in the write transaction (before_commit)
     resources, patients, query = [], [], None
@@ -341,8 +341,8 @@ def _bundle_events(fkj, req, principal, response, error, repo, purpose, failed, 
 
 
 def _failure_event(req, principal, subtype, action, rtype, rid, status, error, purpose, *,
-                   description=None, body=None) -> EventFacts:
-    resources, patients = [], []
+                   description=None, body=None, refused=()) -> EventFacts:
+    resources, patients = [], list(refused)
     if rtype and rid:
         resources.append(f"{rtype}/{rid}")
         if rtype == "Patient":
@@ -446,29 +446,9 @@ def _add_resource(res: dict, resources: list[str], patients: list[str]) -> None:
 
 
 def _patients_of(res: dict, patients: list[str]) -> None:
-    if res.get("resourceType") == "Patient":
-        if res.get("id"):
-            patients.append(f"Patient/{res['id']}")
-        return
-    for key in _PATIENT_KEYS:
-        v = res.get(key)
-        if isinstance(v, dict):
-            _patient_ref(v.get("reference"), patients)
-        elif isinstance(v, list):
-            for item in v[:20]:
-                if isinstance(item, dict):
-                    _patient_ref(item.get("reference"), patients)
-
-
-def _patient_ref(ref, patients: list[str]) -> None:
-    if not isinstance(ref, str):
-        return
-    i = ref.find("Patient/")
-    if i < 0 or (i > 0 and ref[i - 1] != "/"):
-        return
-    rest = ref[i + 8:].split("/")[0]
-    if rest and "?" not in rest:
-        patients.append(f"Patient/{rest}")
+    # the one answer to "whose data is this" (fkj.repository.patients), as the policy's
+    from fkj.repository.patients import patient_refs
+    patients.extend(patient_refs(res))
 
 
 def _query_text(req) -> str:

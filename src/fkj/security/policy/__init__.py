@@ -49,6 +49,9 @@ def register_policy(fkj, *, tenants: set[str] | None = None) -> None:
     # a read by id, and a search's transaction, learn the policy epoch in a statement
     # they run anyway (no extra round trip)
     services.extras["read_companion"] = epoch_companion()
+    # "not known" answers to personnel read the same whether the resource does not exist
+    # or belongs to a patient outside their care relation
+    services.extras["not_found_hint"] = H.not_found_hint
     hooks = services.hooks
     hooks.before_commit.append(bump_on_write)
     hooks.authorize.append(H.authorize)

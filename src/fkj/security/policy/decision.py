@@ -9,21 +9,25 @@ resource categories the caller may see — and the same decision in two forms:
 ``tests/policy/test_agreement.py`` checks that both forms give the same answer on a
 generated set of resources.
 
-"A resource's patients" are the Patient-compartment references of the resource (R4
-CompartmentDefinition; ``Patient`` itself by its id; ``Device.patient`` too). A resource with
-several patients is visible only if every one of them is. Non-patient resources
-(Practitioner, Organization, Medication, ValueSet …) are visible to all personnel.
+"A resource's patients" are :func:`fkj.repository.patients.patients_of`: the
+Patient-compartment references of the resource (R4 CompartmentDefinition; ``Patient`` itself
+by its id; ``Device.patient`` too), and an *unknown* patient when it names one only by an
+identifier that was never resolved (stored before references were resolved at write time) —
+no one is related to an unknown patient. A resource with several patients is visible only if
+every one of them is. Non-patient resources (Practitioner, Organization, Medication, ValueSet
+…) are visible to all personnel.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy import and_, exists, false, literal, not_, or_, select, true, tuple_
 
+from fkj.model.identifiers import PERSON_IDENTIFIER_SYSTEMS, PID_SYSTEMS
+from fkj.repository import patients as P
 from fkj.security.policy import roles as R
 from fkj.security.policy import sensitivity as S
 from fkj.store.idsets import IdSet, member
@@ -31,44 +35,22 @@ from fkj.store.memoized import memoized
 from fkj.store.schema import idx_date, idx_reference, idx_token, resource
 
 CONSENT_KIND = "http://fkj.no/fhir/CodeSystem/consent-kind"
-FNR_SYSTEMS = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2")
 BLOCKED_TEXT = "noe informasjon er sperret av pasienten"
 #: related patients up to this many go into search SQL as a literal list
 LITERAL_LIMIT = 2000
 
 
 # ------------------------------------------------------------------------------ linkage
-@functools.cache
-def patient_links() -> tuple[tuple[str, str], ...]:
-    """(type, search parameter) pairs that link a resource to a patient."""
-    from fkj.search.compartments import member_types, compartment_params
-    pairs = {(t, p) for t in member_types("Patient") if t != "Patient"
-             for p in compartment_params("Patient", t) if p != "{def}"}
-    pairs.add(("Device", "patient"))
-    return tuple(sorted(pairs))
-
-
-@functools.cache
-def _links_of(rtype: str) -> frozenset[str]:
-    return frozenset(p for t, p in patient_links() if t == rtype)
+# "A resource's patients" is one answer for the whole platform (fkj.repository.patients):
+# the policy's two forms, the audit record and the events all use it.
+patient_links = P.patient_links
+_links_of = P.links_of
+patients_of = P.patients_of
 
 
 def _rows(resource_dict: dict, table: str, registry=None) -> list[tuple]:
     from fkj.search.extract import extract
     return extract(resource_dict, registry).get(table, [])
-
-
-def patients_of(res: dict) -> set[str]:
-    """The patients a resource belongs to (Python form)."""
-    rtype = res.get("resourceType")
-    if rtype == "Patient":
-        return {res["id"]} if res.get("id") else set()
-    params = _links_of(rtype or "")
-    if not params:
-        return set()
-    from fkj.search.extract import param_rows
-    return {row[2] for row in param_rows(res, params, "reference")
-            if row[1] == "Patient" and row[2]}
 
 
 def covers(res: dict, param: str, now: float, bounds: list | None = None) -> bool:
@@ -244,7 +226,7 @@ def _own_patients(conn, tenant: str, pid: str | None) -> set[str]:
         resource.c.deleted.is_(False),
         resource.c.rid.in_(select(tok.c.rid).where(
             tok.c.tenant == tenant, tok.c.type == "Patient", tok.c.param == "identifier",
-            tok.c.system.in_(FNR_SYSTEMS), tok.c.code == pid)))
+            tok.c.system.in_(sorted(PID_SYSTEMS)), tok.c.code == pid)))
     return {x for x, in conn.execute(q)}
 
 
@@ -290,7 +272,7 @@ def related_patients(conn, ctx: Context, bounds: list | None = None) -> set[str]
             continue
         my_teams.add(ct["id"])
         if ct.get("status") == "active" and covers(ct, "date", now, bounds):
-            out |= patients_of(ct)
+            out |= patients_of(ct) - {P.UNRESOLVED}
     unit = [("Organization", ctx.unit.split("/", 1)[1])] if ctx.unit else []
     eoc_rids = _refs_to(t, "EpisodeOfCare", "team", [("CareTeam", i) for i in my_teams])
     eoc_unit = _refs_to(t, "EpisodeOfCare", "organization", unit)
@@ -301,10 +283,10 @@ def related_patients(conn, ctx: Context, bounds: list | None = None) -> set[str]
                  if isinstance(x, dict)}
         mo = _ref_id((eoc.get("managingOrganization") or {}).get("reference"), "Organization")
         if teams & my_teams or (ctx.unit and mo and f"Organization/{mo}" == ctx.unit):
-            out |= patients_of(eoc)
+            out |= patients_of(eoc) - {P.UNRESOLVED}
     for sr in _load(conn, t, "ServiceRequest", _refs_to(t, "ServiceRequest", "performer", unit)):
         if sr.get("status") == "active" and covers(sr, "occurrence", now, bounds):
-            out |= patients_of(sr)
+            out |= patients_of(sr) - {P.UNRESOLVED}
     return out
 
 
@@ -463,11 +445,13 @@ def decide(ctx: Context, res: dict, pats: set[str] | None = None) -> str | None:
         if rtype not in R.patient_types():
             return None
         return None if pats and pats <= ctx.own else "not-own"
-    if R.resource_category(res) not in ctx.read_cats:
-        return "role"
+    # the care relation first: to someone with no relation to the patient the other
+    # reasons (and with them the resource's existence) are not told
     allowed = ctx.related | frozenset(ctx.grants)
     if not pats <= allowed:
         return "relation"
+    if R.resource_category(res) not in ctx.read_cats:
+        return "role"
     if pats & ctx.whole_blocked:
         return "blocked"
     if S.restricted_labels(res) & ctx.hidden_labels:
@@ -540,6 +524,17 @@ def _per_row(ref, r, tenant):
                 ref.c.target_type.concat("") == "Patient")
 
 
+def _unresolved_rows(ref, rtype: str | None):
+    """SQL form of :func:`fkj.repository.patients.unresolved`: a row of one of the
+    resource's :func:`~fkj.repository.patients.scan_params` naming the patient only by a
+    person identifier."""
+    pairs = P.scan_pairs() if rtype is None else tuple(
+        (rtype, p) for p in sorted(P.scan_params(rtype)))
+    return and_(ref.c.target_id.is_(None), _pair_cond(ref, pairs),
+                ref.c.ident_system.in_(sorted(PERSON_IDENTIFIER_SYSTEMS)),
+                or_(ref.c.target_type.is_(None), ref.c.target_type == "Patient"))
+
+
 def _pairs(rtype: str | None):
     if rtype is None:
         return patient_links()
@@ -600,8 +595,10 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
                     ref2.c.rid == r.c.rid, ref2.c.tenant == t, _pair_cond(ref2, pairs),
                     ref2.c.target_type == "Patient", ref2.c.target_id.in_(own)))
                 mine.append(not_(exists().where(
-                    _per_row(ref, r, t), _pair_cond(ref, pairs),
-                    ref.c.target_id.is_not(None), ref.c.target_id.not_in(own))))
+                    ref.c.rid == r.c.rid, ref.c.tenant.concat("") == t,
+                    or_(and_(ref.c.target_type.concat("") == "Patient", _pair_cond(ref, pairs),
+                             ref.c.target_id.is_not(None), ref.c.target_id.not_in(own)),
+                        _unresolved_rows(ref, rtype)))))
             conds.append(and_(or_(*linked), *mine))
         return or_(*conds)
 
@@ -660,9 +657,13 @@ def _sql_condition(ctx: Context, r, rtype: str | None):
     elif rtype == "Patient":
         conds.append(allowed(r.c.id))
     if pairs:
+        # no patient of the resource outside the allowed ones — an unknown patient (a person
+        # identifier never resolved) included: one sub-select over the resource's rows
         conds.append(not_(exists().where(
-            _per_row(ref, r, t), _pair_cond(ref, pairs),
-            ref.c.target_id.is_not(None), not_(allowed(ref.c.target_id)))))
+            ref.c.rid == r.c.rid, ref.c.tenant.concat("") == t,
+            or_(and_(ref.c.target_type.concat("") == "Patient", _pair_cond(ref, pairs),
+                     ref.c.target_id.is_not(None), not_(allowed(ref.c.target_id))),
+                _unresolved_rows(ref, rtype)))))
     # 3. sensitive labels
     if ctx.hidden_labels:
         conds.append(r.c.rid.not_in(ctx.cached("hidden", lambda: _token_rids(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 
 from fkj.security.policy.cache import bump
+from fkj.security.policy.roles import may_break_glass
 from fkj.security.policy.tables import emergency_access as ea
 from fkj.store.backend import now_us, scope
 
@@ -20,7 +21,10 @@ def agent_of(principal) -> str:
 
 
 def open_grant(repo, patient_id: str, reason: str, hours: float = DEFAULT_HOURS) -> dict:
+    from fkj.errors import Forbidden
     p = repo.principal
+    if not may_break_glass(p):  # $akuttilgang checks first; this holds for every caller
+        raise Forbidden("akuttilgang kan bare brukes av helsepersonell")
     started = now_us()
     row = {"tenant": repo.tenant, "agent": agent_of(p), "fhir_user": p.fhir_user,
            "unit": p.unit, "roles": " ".join(sorted(p.roles)), "patient": patient_id,
@@ -33,8 +37,11 @@ def open_grant(repo, patient_id: str, reason: str, hours: float = DEFAULT_HOURS)
 
 
 def active_grants(repo) -> dict[str, dict]:
-    """patient id → the caller's newest unexpired grant."""
+    """patient id → the caller's newest unexpired grant (none for a caller who may not
+    use emergency access — e.g. a token of the same person without a clinical role)."""
     p = repo.principal
+    if not may_break_glass(p):
+        return {}
     now = now_us()
     with repo._reading() as conn:
         rows = conn.execute(select(ea).where(

@@ -22,6 +22,11 @@ _BODY_WRITES = {"create", "update"}
 
 MSG_RELATION = ("ingen tjenstlig behov: du har ingen behandlingsrelasjon til pasienten "
                 "(bruk $akuttilgang i en nødssituasjon)")
+#: added to every "not known" answer personnel get for patient data: a resource of a
+#: patient they have no care relation to is answered exactly as one that does not exist
+#: (no existence oracle), and the answer still points to emergency access
+HINT_UNKNOWN = ("ukjent, eller du har ingen tjenstlig behov for pasienten "
+                "(bruk $akuttilgang i en nødssituasjon)")
 MSG_BLOCKED = "informasjonen er sperret av pasienten"
 MSG_ROLE = "rollen din gir ikke tilgang til denne typen opplysninger"
 MSG_SENSITIVE = "opplysningene er skjermet (sensitiv kategori) for din rolle og enhet"
@@ -36,8 +41,24 @@ def applies(repo) -> bool:
     return repo.principal.kind in ("practitioner", "citizen") and _gate(repo)
 
 
-def _deny(reason: str, res: dict) -> Exception:
-    if reason == "not-own":
+def not_found_hint(repo, rtype: str | None) -> str | None:
+    """What the repository adds to a "not known" answer for this caller (see
+    :data:`HINT_UNKNOWN`): personnel, patient data."""
+    if repo.principal.kind != "practitioner" or not _gate(repo):
+        return None
+    if rtype is not None and rtype not in R.patient_types():
+        return None
+    return HINT_UNKNOWN
+
+
+def _deny(reason: str, res: dict, *, stored: bool = True) -> Exception:
+    """The refusal for ``reason``. A stored resource the caller may not know of (a patient
+    outside the care relation; a citizen's not-own data) is "not known" — the repository
+    answers it exactly as a resource that does not exist. Refusals that concern a patient
+    the caller is related to (role, sperring, sensitivity) are 403s: the clinician is meant
+    to learn that something is there. ``stored=False``: the resource is the body of a
+    write, which the caller wrote themselves — refused with the reason."""
+    if reason == "not-own" or (reason == "relation" and stored):
         return NotFound(f"{res.get('resourceType')}/{res.get('id')} is not known")
     return Forbidden({"relation": MSG_RELATION, "blocked": MSG_BLOCKED, "role": MSG_ROLE,
                       "sensitive": MSG_SENSITIVE}.get(reason, "ingen tilgang"),
@@ -116,7 +137,7 @@ def _check_write(ctx, res: dict, new: bool) -> None:
         return  # registering a new patient (no care relation can exist yet)
     reason = D.decide(ctx, res)
     if reason is not None:
-        raise _deny(reason, res)
+        raise _deny(reason, res, stored=False)
 
 
 def _own_sperring(ctx, res: dict | None) -> bool:

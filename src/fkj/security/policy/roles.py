@@ -61,6 +61,12 @@ ROLE_SYSTEM = "http://fkj.no/fhir/CodeSystem/rolle"
 ROLES = ("lege", "sykepleier", "helsefagarbeider", "fysioterapeut", "ergoterapeut",
          "psykolog", "saksbehandler", "leder")
 
+#: the roles held by health personnel (helsepersonelloven § 3: authorised professions who
+#: give health care). Only they may open a record by emergency access ($akuttilgang): the
+#: saksbehandler decides services and the leder follows up, neither treats a patient.
+HEALTH_PERSONNEL_ROLES = frozenset({"lege", "sykepleier", "helsefagarbeider", "fysioterapeut",
+                                    "ergoterapeut", "psykolog"})
+
 CATEGORIES = ("admin", "service", "careplan", "critical", "contact", "vitals", "lab",
               "medication", "clinical", "audit", "public")
 
@@ -114,6 +120,14 @@ ROLE_TABLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                       frozenset({"admin", "service"})),
     "leder": (frozenset({"admin", "service", "audit"}), frozenset()),
 }
+
+
+def may_break_glass(principal) -> bool:
+    """Whether ``principal`` may use emergency access: a person of kind ``practitioner``
+    with an HPR number (authorised health personnel, as HelseID asserts it) holding at
+    least one of :data:`HEALTH_PERSONNEL_ROLES`."""
+    return (principal.kind == "practitioner" and bool(principal.hpr_number)
+            and bool(HEALTH_PERSONNEL_ROLES & set(principal.roles or ())))
 
 
 @functools.lru_cache(maxsize=256)
