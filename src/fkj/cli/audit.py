@@ -64,6 +64,11 @@ def verify(tenant: str | None = typer.Option(
     bad = False
     for t in tenants:
         r = verify_chain(engine, t)
+        if r.quarantined:
+            console.print(f"[yellow]tenant {t}: {r.quarantined} record(s) in quarantine[/yellow]"
+                          f" — the database refused them as written; each is kept with its "
+                          f"sha256 in the chain: `fkj audit quarantine list --tenant {t}`",
+                          highlight=False)
         if r.ok:
             console.print(f"[green]tenant {t}: OK[/green] — {r.checked} audit records verified; "
                           f"head seq {r.last_seq} hash {r.last_hash}", highlight=False)
@@ -148,3 +153,36 @@ def recover(database_url: str | None = DatabaseUrl,
         writer.close()
     console.print(f"{n} audit record(s) chained from orphaned journals in {directory}",
                   highlight=False)
+
+
+quarantine_app = typer.Typer(no_args_is_help=True,
+                             help="Audit records the database refused as written.")
+audit_app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(tenant: str | None = typer.Option(
+                        None, "--tenant", help="kommunenummer; default: every tenant"),
+                    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+                    database_url: str | None = DatabaseUrl) -> None:
+    """List the audit records kept in quarantine (the database refused them as written;
+    each has a stand-in in the chain naming its sha256, checked by ``fkj audit verify``)."""
+    from fkj.security.audit.quarantine import list_quarantine
+
+    engine = engine_for(database_url)
+    if tenant:
+        tenants = [tenant]
+    else:
+        from fkj.store.tenants import list_tenants
+        tenants = [t.id for t in list_tenants(engine)]
+    rows = [r for t in tenants for r in list_quarantine(engine, t)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        console.print(f"tenant {r['tenant']} seq {r['seq']} — quarantined "
+                      f"{_local(r['quarantined'])}, from journal {r['journal'] or '-'} "
+                      f"position {r['position']}\n  sha256 {r['sha256']}\n  error: "
+                      f"{r['error']}\n  record: {r['record'][:2000]}", highlight=False,
+                      markup=False, soft_wrap=True)
+    console.print(f"{len(rows)} record(s) in quarantine", highlight=False)

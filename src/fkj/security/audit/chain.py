@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, select, text
 
 from fkj.security.audit.events import canonical, canonical_stdlib, index_fields
+from fkj.security.audit.storable import canonical_storable
 from fkj.security.audit.tables import (
     GENESIS_HASH,
     audit_head,
@@ -66,11 +67,13 @@ def _lock_head(conn: Connection, tenant: str) -> tuple[int, str]:
 
 def audit_row(event: dict) -> dict:
     """The stored form of an AuditEvent: its canonical JSON (what the chain hashes) and the
-    search columns derived from it."""
+    search columns derived from it — storable on every backend (code points none can store
+    are escaped, :mod:`fkj.security.audit.storable`)."""
+    event, content = canonical_storable(event)
     f = index_fields(event)
     return {"recorded": f["recorded"], "patients": f["patients"], "agent": f["agent"],
             "action": f["action"], "subtype": f["subtype"], "purpose": f["purpose"],
-            "outcome": f["outcome"], "content": canonical(event),
+            "outcome": f["outcome"], "content": content,
             "patient_list": f["patient_list"]}
 
 
@@ -91,12 +94,16 @@ def _chain_rows(tenant: str, last_seq: int, prev: str, rows: Sequence[dict]):
 
 
 def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
-                             watermark: tuple[str, int] | None = None) -> None:
+                             watermark: tuple[str, int] | None = None, *,
+                             then: Callable | None = None, dry_run: bool = False) -> None:
     """Append audit ``rows`` in a transaction of their own on a pooled DB-API connection
     (SQLite; no SQLAlchemy statement handling on the read path). ``BEGIN IMMEDIATE`` takes
     the database's write lock, which serialises appends like the head row lock does on
     PostgreSQL. ``watermark`` = (journal id, position): the journal's records of ``tenant``
-    up to that position are chained, recorded in the same transaction."""
+    up to that position are chained, recorded in the same transaction. ``then(execute,
+    seqs)`` runs in the transaction after the append (``execute(sql, params)`` with ``?``
+    placeholders; ``seqs``: the rows' sequence numbers). ``dry_run``: roll back instead of
+    committing (does the database take such rows now?)."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -116,7 +123,9 @@ def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
                         (seqs[-1], prev, tenant))
             if watermark is not None:
                 cur.execute(_SQLITE_WATERMARK, (watermark[0], tenant, watermark[1]))
-            cur.execute("COMMIT")
+            if then is not None:
+                then(lambda sql, params: cur.execute(sql.replace("%s", "?"), params), seqs)
+            cur.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
@@ -218,27 +227,59 @@ $fn$
 
 def append_autonomous_pg(engine: Engine, tenant: str, rows: Sequence[dict], sync: str = "on",
                          watermark: tuple[str, int] | None = None,
-                         lines: Sequence[bytes] | None = None) -> None:
+                         lines: Sequence[bytes] | None = None, *,
+                         then: Callable | None = None, dry_run: bool = False) -> None:
     """Append audit ``rows`` in a transaction of their own, in one round trip
     (``fkj_audit_append``; PostgreSQL only). ``sync``: ``on`` or ``off``
-    (``synchronous_commit`` of that transaction). ``watermark`` as for
-    :func:`append_autonomous_sqlite`. ``lines``: the rows already serialised as JSON (the
-    journal's lines; their extra keys are ignored), sent as they are."""
+    (``synchronous_commit`` of that transaction). ``watermark``, ``then`` (``%s``
+    placeholders) and ``dry_run`` as for :func:`append_autonomous_sqlite`. ``lines``: the
+    rows already serialised as JSON (the journal's lines; their extra keys are ignored),
+    sent as they are."""
     import orjson
     payload = (b"[" + b",".join(lines) + b"]" if lines is not None
                else orjson.dumps(list(rows))).decode()
     journal, shipped = watermark if watermark is not None else (None, None)
+    args = (tenant, payload, sync, journal, shipped)
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
-        conn.autocommit = True
-        try:
-            conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)",
-                         (tenant, payload, sync, journal, shipped))
-        finally:
-            conn.autocommit = False
+        if then is None and not dry_run:
+            conn.autocommit = True
+            try:
+                conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)", args)
+            finally:
+                conn.autocommit = False
+            return
+        try:  # more in the same transaction: the function's settings hold in all of it
+            last = int(conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)",
+                                    args).fetchone()[0])
+            if then is not None:
+                then(conn.execute, list(range(last - len(rows) + 1, last + 1)))
+        except BaseException:
+            conn.rollback()
+            raise
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
     finally:
         raw.close()
+
+
+def probe_append(engine: Engine, tenant: str) -> None:
+    """Append a plain record to ``tenant``'s chain and roll it back: raises if the database
+    does not take records now (it is down, locked, full or its chain is broken) — so that a
+    record it refuses is blamed only when others would go in (see
+    :mod:`fkj.security.audit.quarantine`)."""
+    from fkj.security.audit.events import build_audit_event
+    from fkj.types import Principal
+    row = audit_row(build_audit_event(Principal.system(tenant, subject="fkj-audit"),
+                                      action="E", subtype="$audit-probe", resources=[],
+                                      patients=[], outcome="0"))
+    if engine.dialect.name == "postgresql":
+        append_autonomous_pg(engine, tenant, [row], dry_run=True)
+    else:
+        append_autonomous_sqlite(engine, tenant, [row], dry_run=True)
 
 
 _SQLITE_LOG = (f"INSERT INTO audit_log ({', '.join(LOG_COLUMNS)}) "
@@ -287,6 +328,8 @@ class VerifyResult:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     problem_count: int = 0
+    #: records kept in quarantine (each with its stand-in in the chain; not a problem)
+    quarantined: int = 0
 
 
 def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyResult:
@@ -300,8 +343,10 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
         if len(problems) < MAX_PROBLEMS:
             problems.append(msg)
 
+    from fkj.security.audit import quarantine
     checked, expected, prev = 0, 1, GENESIS_HASH
     patients: dict[int, set[str]] = {}
+    stand_ins: dict[int, str | None] = {}
     with scope(engine, tenant) as conn:
         for seq, pat in conn.execute(
                 select(audit_patient.c.seq, audit_patient.c.patient)
@@ -328,10 +373,16 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
                 if record_hash(r.prev_hash, r.content, seq, tenant) != r.hash:
                     problem(f"seq {seq}: hash mismatch (record changed or moved)")
                 _check_columns(r, patients.pop(seq, set()), problem)
+                if r.subtype == quarantine.SUBTYPE:
+                    try:
+                        stand_ins[seq] = quarantine.named_sha256(json.loads(r.content))
+                    except (ValueError, AttributeError, TypeError):
+                        stand_ins[seq] = None
                 prev, expected = r.hash, seq + 1
             after = int(rows[-1].seq)
         head = conn.execute(select(audit_head.c.last_seq, audit_head.c.last_hash)
                             .where(audit_head.c.tenant == tenant)).first()
+        held = quarantine.check(conn, tenant, stand_ins, problem)
     last_seq = expected - 1
     if head is None:
         if checked:
@@ -346,7 +397,7 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
         problem(f"seq {seq}: patient index rows without an audit record "
                 f"({', '.join(sorted(patients[seq]))})")
     return VerifyResult(ok=count == 0, checked=checked, problems=problems, last_seq=last_seq,
-                        last_hash=prev, problem_count=count)
+                        last_hash=prev, problem_count=count, quarantined=held)
 
 
 def _check_columns(r, indexed: set[str], problem) -> None:
@@ -361,5 +412,7 @@ def _check_columns(r, indexed: set[str], problem) -> None:
     for col in ("recorded", "patients", "agent", "action", "subtype", "purpose", "outcome"):
         if f[col] != getattr(r, col):
             problem(f"seq {r.seq}: column {col} does not match the AuditEvent content")
-    if set(f["patient_list"]) != indexed:
+    if set(f["patient_list"]) != indexed and set(f["patients"].split()) != indexed:
+        # (the second form: records written before references over 128 characters were
+        # left out of the index, on SQLite)
         problem(f"seq {r.seq}: patient index rows do not match the AuditEvent content")

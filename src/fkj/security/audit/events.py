@@ -195,7 +195,8 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
             entities.append(_entity(ref, _DATA_ENTITY))
     if query:
         entities.append({"type": _QUERY_ENTITY[0], "role": {**_QUERY_ENTITY[1]},
-                         "query": base64.b64encode(query.encode()).decode("ascii")})
+                         "query": base64.b64encode(
+                             query.encode("utf-8", "backslashreplace")).decode("ascii")})
 
     event: dict[str, Any] = {"resourceType": "AuditEvent", "id": new_id()}
     if len(seen_patients) == 1:
@@ -337,5 +338,12 @@ def index_fields(event: dict) -> dict[str, Any]:
         "subtype": subtype[:64],
         "purpose": " ".join(purposes)[:100],
         "outcome": event.get("outcome", ""),
-        "patient_list": patients,
+        # the lookup rows (audit_patient.patient holds 128 characters): a longer reference
+        # is no patient's (FHIR ids have at most 64 characters) and stays in the content
+        # and in ``patients`` only
+        "patient_list": [p for p in patients if len(p) <= MAX_INDEXED_PATIENT],
     }
+
+
+#: the longest patient reference indexed in ``audit_patient``
+MAX_INDEXED_PATIENT = 128

@@ -45,10 +45,21 @@ from fkj.security.audit.chain import (
     append_in_transaction,
     audit_row,
     forget_journal,
+    probe_append,
     shipped_positions,
 )
 from fkj.security.audit.facts import EventFacts, event_of
 from fkj.security.audit.journal import ORPHAN_SCAN, AuditJournal, Entry, orphans
+from fkj.security.audit.quarantine import (
+    INSERT,
+    Quarantined,
+    describe,
+    insert_params,
+    now_us,
+    stand_in,
+    transient,
+)
+from fkj.security.audit.storable import storable
 from fkj.store.backend import scope
 
 log = logging.getLogger(__name__)
@@ -84,6 +95,36 @@ def _materialise(entries: list[Entry]) -> None:
         if facts is not None:
             e.row = audit_row(event_of(facts))
             e.line = orjson.dumps({**e.row, "t": e.tenant, "j": e.seq})
+
+
+def _repaired(entry: Entry) -> Entry | None:
+    """``entry`` with its audit row rebuilt from what it records (the AuditEvent in its
+    content, or its facts), storable; None if that cannot be done or changes nothing."""
+    row = entry.row
+    try:
+        if isinstance(row.get("f"), dict):
+            event = event_of(storable(row["f"]))
+        else:
+            event = orjson.loads(row["content"])
+            if not isinstance(event, dict):
+                return None
+        rebuilt = audit_row(event)
+    except Exception:  # noqa: BLE001 - not repairable: quarantined instead
+        return None
+    if rebuilt == row:
+        return None
+    line = orjson.dumps({**rebuilt, "t": entry.tenant, "j": entry.seq})
+    return Entry(entry.tenant, entry.seq, rebuilt, line, entry.journal)
+
+
+class _Interrupted(Exception):
+    """The database cannot take records now; ``done`` of the entries given were chained
+    (or quarantined) before it stopped."""
+
+    def __init__(self, done: int, error: BaseException):
+        super().__init__(str(error))
+        self.done = done
+        self.error = error
 
 
 def _failed(error: Exception) -> Future:
@@ -145,6 +186,8 @@ class AuditWriter:
         #: statistics: transactions committed and records written to the chain
         self.commits = 0
         self.records = 0
+        #: records the database refused and that were quarantined by this writer
+        self.quarantined = 0
         if journal is not None and enabled:
             self._committer = threading.Thread(target=self._ship_loop, daemon=True,
                                                name="fkj-audit-ship")
@@ -348,14 +391,15 @@ class AuditWriter:
             for tenant, items in by_tenant.items():
                 entries = [e for e, _ in items]
                 try:
-                    self._append(tenant, entries)
-                except Exception as e:  # noqa: BLE001 - kept and retried; see MAX_LAG
-                    self.last_error = str(e).splitlines()[0][:500]
+                    self._chain(tenant, entries)
+                except _Interrupted as stop:  # kept and retried; see MAX_LAG
+                    self.last_error = describe(stop.error)
                     log.error("chaining %d audit records of tenant %s failed (kept in the "
-                              "journal, retried): %s", len(entries), tenant, self.last_error)
-                    failed.extend(items)
+                              "journal, retried): %s", len(entries) - stop.done, tenant,
+                              self.last_error)
+                    failed.extend(items[stop.done:])
+                    self.records += stop.done
                     continue
-                self.commits += 1
                 self.records += len(entries)
         finally:
             if failed:
@@ -371,18 +415,87 @@ class AuditWriter:
             self._forget(retired)
         return True
 
-    def _append(self, tenant: str, entries: list[Entry]) -> None:
+    def _append(self, tenant: str, entries: list[Entry], then=None) -> None:
         _materialise(entries)
         rows = [e.row for e in entries]
         watermark = (entries[0].journal, entries[-1].seq)
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             append_autonomous_pg(self.engine, tenant, rows, "on", watermark,
-                                 lines=[e.line for e in entries])
+                                 lines=[e.line for e in entries], then=then)
         elif dialect == "sqlite":
-            append_autonomous_sqlite(self.engine, tenant, rows, watermark)
+            append_autonomous_sqlite(self.engine, tenant, rows, watermark, then=then)
         else:  # pragma: no cover - the two backends above are the supported ones
             raise RuntimeError(f"no audit append for {dialect}")
+        self.commits += 1
+
+    # ------------------------------------------------------------------ one bad record
+    def _chain(self, tenant: str, entries: list[Entry], *, probed: bool = False) -> None:
+        """Chain ``entries`` (one tenant's, in journal order). If the database refuses them
+        for what is in them, bisect: chain each half on its own, down to the record it
+        refuses, which is repaired or quarantined (:mod:`fkj.security.audit.quarantine`).
+        Raises :class:`_Interrupted` (with how many of ``entries`` are done) when the
+        database cannot take records now: those left wait in the journal."""
+        try:
+            self._append(tenant, entries)
+            return
+        except Exception as e:
+            if transient(e):
+                raise _Interrupted(0, e) from e
+            error = e
+        if not probed:
+            # does the database take a plain record? If not, it is not these records'
+            # fault: nobody is blamed, they wait (once per shipment, not per half)
+            try:
+                probe_append(self.engine, tenant)
+            except Exception as e:
+                raise _Interrupted(0, e) from e
+        if len(entries) == 1:
+            self._settle(tenant, entries[0], error)
+            return
+        mid = len(entries) // 2
+        self._chain(tenant, entries[:mid], probed=True)
+        try:
+            self._chain(tenant, entries[mid:], probed=True)
+        except _Interrupted as stop:
+            stop.done += mid
+            raise
+
+    def _settle(self, tenant: str, entry: Entry, error: Exception) -> None:
+        """The one record the database refused: chain it repaired, else quarantine it."""
+        repaired = _repaired(entry)
+        if repaired is not None:
+            try:
+                self._append(tenant, [repaired])
+                log.warning("audit record %s:%s of tenant %s was refused as written (%s) and "
+                            "chained rebuilt, its characters made storable", entry.journal,
+                            entry.seq, tenant, describe(error))
+                return
+            except Exception as e:
+                if transient(e):
+                    raise _Interrupted(0, e) from e
+                error = e
+        try:
+            probe_append(self.engine, tenant)  # still the record's fault, not the database's?
+        except Exception as e:
+            raise _Interrupted(0, e) from e
+        row = entry.row
+        q = Quarantined(tenant, entry.line, entry.journal, entry.seq, describe(error),
+                        row if isinstance(row, dict) else None)
+        now = now_us()
+        held = Entry(tenant, entry.seq, audit_row(stand_in(q, now)), b"", entry.journal)
+        held.line = orjson.dumps({**held.row, "t": tenant, "j": entry.seq})
+        try:
+            self._append(tenant, [held],
+                         then=lambda execute, seqs: execute(INSERT,
+                                                            insert_params(q, seqs[0], now)))
+        except Exception as e:
+            raise _Interrupted(0, e) from e
+        self.quarantined += 1
+        log.error("AUDIT RECORD QUARANTINED: tenant %s, journal %s position %s, sha256 %s: "
+                  "the database refused it (%s). The other records are chained; see "
+                  "`fkj audit quarantine list --tenant %s`.", tenant, entry.journal or "-",
+                  entry.seq, q.sha256, q.error, tenant)
 
     def _forget(self, journal_id: str) -> None:
         try:
@@ -404,11 +517,17 @@ class AuditWriter:
                             if e.tenant == tenant and e.seq > done[tenant]]
                     for i in range(0, len(todo), self.max_batch):
                         chunk = todo[i:i + self.max_batch]
-                        self._append(tenant, chunk)
+                        try:
+                            self._chain(tenant, chunk)
+                        except _Interrupted as stop:
+                            n += stop.done
+                            raise stop.error from None
                         n += len(chunk)
             except Exception as e:  # noqa: BLE001 - left in place, retried at the next scan
-                log.error("audit journal %s could not be chained yet: %s", orphan.path, e)
+                log.error("audit journal %s could not be chained yet: %s", orphan.path,
+                          describe(e))
                 orphan.release(delete=False)
+                self.records += n
                 continue
             orphan.release(delete=True)
             if tenants:
