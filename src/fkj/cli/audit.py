@@ -51,37 +51,89 @@ def _local(us: int) -> str:
 @audit_app.command("verify")
 def verify(tenant: str | None = typer.Option(
                None, "--tenant", help="kommunenummer; default: every tenant"),
+           checkpoint_dir: str | None = typer.Option(
+               None, "--checkpoint-dir", help="where the servers write the chain's "
+               "checkpoints (default: FKJ_AUDIT_CHECKPOINT_DIR, else beside the journals)"),
+           witness_dir: str | None = typer.Option(
+               None, "--witness-dir", help="the second checkpoint location, if any "
+               "(default: FKJ_AUDIT_CHECKPOINT_WITNESS)"),
+           no_checkpoints: bool = typer.Option(
+               False, "--no-checkpoints", help="check the chain in the database only "
+               "(a rewritten and rehashed chain, or a cut tail, then goes unnoticed)"),
            database_url: str | None = DatabaseUrl) -> None:
-    """Verify the hash chain of the audit log; exits 1 if it has been tampered with."""
+    """Verify the hash chain of the audit log against its signed checkpoints; exits 1 if it
+    has been tampered with."""
     from fkj.security.audit.chain import verify_chain
+    from fkj.security.audit.checkpoints import (
+        Store,
+        default_directory,
+        iter_tenants,
+        public_keys,
+        verify_checkpoints,
+        witness_directory,
+    )
+    from fkj.security.audit.journal import database_identity
 
     engine = engine_for(database_url)
+    url = engine.url.render_as_string(hide_password=False)
+    store = Store(default_directory(url, checkpoint_dir), witness_directory(url, witness_dir))
     if tenant:
         tenants = [tenant]
     else:
         from fkj.store.tenants import list_tenants
         tenants = [t.id for t in list_tenants(engine)]
+        if not no_checkpoints:  # a tenant gone from the database still has its anchors
+            tenants += sorted(set(iter_tenants(store)) - set(tenants))
+    keys = None if no_checkpoints else public_keys(engine)
+    if not no_checkpoints:
+        console.print(f"checkpoints: {', '.join(str(loc) for loc in store.locations)}",
+                      highlight=False, soft_wrap=True)
     bad = False
     for t in tenants:
-        r = verify_chain(engine, t)
+        if no_checkpoints:
+            r = verify_chain(engine, t)
+        else:
+            r = verify_checkpoints(engine, t, store, database_identity(url), keys=keys)
         if r.quarantined:
             console.print(f"[yellow]tenant {t}: {r.quarantined} record(s) in quarantine[/yellow]"
                           f" — the database refused them as written; each is kept with its "
                           f"sha256 in the chain: `fkj audit quarantine list --tenant {t}`",
                           highlight=False)
+        anchors = r.anchors
+        anchored = ""
+        if anchors is not None and anchors.last is not None:
+            seq, _, when = anchors.last
+            anchored = f"; anchored up to seq {seq} ({_local(when)}, {anchors.lines} checkpoints)"
         if r.ok:
             console.print(f"[green]tenant {t}: OK[/green] — {r.checked} audit records verified; "
-                          f"head seq {r.last_seq} hash {r.last_hash}", highlight=False)
+                          f"head seq {r.last_seq} hash {r.last_hash}{anchored}", highlight=False,
+                          soft_wrap=True)
+            for note in (anchors.notes if anchors is not None else ()):
+                console.print(f"  note: {note}", highlight=False, soft_wrap=True)
             continue
         bad = True
         console.print(f"[red]tenant {t}: TAMPERED[/red] — {r.problem_count} problem(s) in "
-                      f"{r.checked} records:", highlight=False)
+                      f"{r.checked} records{anchored}:", highlight=False, soft_wrap=True)
         for p in r.problems:
             console.print(f"  - {p}", highlight=False, soft_wrap=True)
         if r.problem_count > len(r.problems):
             console.print(f"  … and {r.problem_count - len(r.problems)} more")
     if bad:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(tenant: str | None = typer.Option(
+                   None, "--tenant", help="kommunenummer; default: every tenant"),
+               database_url: str | None = DatabaseUrl) -> None:
+    """Write a signed checkpoint of every tenant's audit chain now (servers do so every
+    FKJ_AUDIT_CHECKPOINT_INTERVAL seconds)."""
+    from fkj.security.audit.checkpoints import Checkpointer
+
+    cp = Checkpointer.for_engine(engine_for(database_url))
+    n = cp.run(wait=True, tenants=[tenant] if tenant else None)
+    console.print(f"{n} checkpoint(s) written to "
+                  f"{', '.join(str(loc) for loc in cp.store.locations)}", highlight=False)
 
 
 @audit_app.command("search")

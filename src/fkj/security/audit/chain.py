@@ -330,10 +330,26 @@ class VerifyResult:
     problem_count: int = 0
     #: records kept in quarantine (each with its stand-in in the chain; not a problem)
     quarantined: int = 0
+    #: what the checkpoints said (:func:`fkj.security.audit.checkpoints.verify_checkpoints`)
+    anchors: object = None
+
+    def add(self, problem: str) -> None:
+        """One more problem (found outside the walk of the chain)."""
+        self.ok = False
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
 
 
-def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyResult:
-    """Walk ``tenant``'s audit chain and report every inconsistency found."""
+def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000,
+                 anchors: dict[int, str] | None = None) -> VerifyResult:
+    """Walk ``tenant``'s audit chain and report every inconsistency found.
+
+    ``anchors`` (seq → hash, from checkpoints kept outside the database): the record at
+    each such seq must still have that hash, and the chain must reach the highest one —
+    what a chain rewritten and rehashed forward, or cut at the end with its head moved
+    back, cannot satisfy (:mod:`fkj.security.audit.checkpoints`)."""
+    anchors = anchors or {}
     problems: list[str] = []
     count = 0
 
@@ -372,6 +388,10 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
                             "before it (record deleted, inserted or reordered)")
                 if record_hash(r.prev_hash, r.content, seq, tenant) != r.hash:
                     problem(f"seq {seq}: hash mismatch (record changed or moved)")
+                anchored = anchors.get(seq)
+                if anchored is not None and anchored != r.hash:
+                    problem(f"seq {seq}: hash differs from the checkpoint of seq {seq} "
+                            f"(records up to seq {seq} were rewritten after it was written)")
                 _check_columns(r, patients.pop(seq, set()), problem)
                 if r.subtype == quarantine.SUBTYPE:
                     try:
@@ -393,6 +413,10 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
                     f"{last_seq} (records at the end deleted?)")
         elif head.last_hash != prev:
             problem(f"chain head hash does not match record {last_seq}")
+    if anchors and max(anchors) > last_seq:
+        problem(f"the chain ends at seq {last_seq} but a checkpoint names seq "
+                f"{max(anchors)}: records {last_seq + 1}..{max(anchors)} were deleted and the "
+                "chain head moved back")
     for seq in sorted(patients):
         problem(f"seq {seq}: patient index rows without an audit record "
                 f"({', '.join(sorted(patients[seq]))})")

@@ -93,7 +93,8 @@ def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
     ``FKJ_AUDIT_READS`` = ``journal`` (default: read records are written to this process's
     audit journal before the answer and chained in batches) or ``database`` (committed to
     the chain before the answer); ``FKJ_AUDIT_READ_SYNC`` = ``normal`` (default) or ``full``
-    (on disk before the answer); ``FKJ_AUDIT_JOURNAL_DIR`` (where journals live)."""
+    (on disk before the answer); ``FKJ_AUDIT_JOURNAL_DIR`` (where journals live). It writes
+    the chains' checkpoints (``FKJ_AUDIT_CHECKPOINT_*``, fkj.security.audit.checkpoints)."""
     from fkj.security.audit.journal import AuditJournal, database_identity, default_directory
 
     reads = os.environ.get("FKJ_AUDIT_READS", "journal")
@@ -106,7 +107,9 @@ def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
     if reads == "journal":
         url = engine.url.render_as_string(hide_password=False)
         journal = AuditJournal(default_directory(url), database_identity(url), sync=sync)
-    return AuditWriter(engine, enabled=enabled, sync=sync, journal=journal)
+    from fkj.security.audit.checkpoints import Checkpointer
+    return AuditWriter(engine, enabled=enabled, sync=sync, journal=journal,
+                       checkpointer=Checkpointer.for_engine(engine) if enabled else None)
 
 
 # ------------------------------------------------------------------------------ hooks

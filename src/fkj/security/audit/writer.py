@@ -150,7 +150,7 @@ class AuditWriter:
     def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 5000,
                  timeout: float = 30.0, sync: str = "full", journal: AuditJournal | None = None,
                  ship_interval: float = SHIP_INTERVAL, max_lag: float = MAX_LAG,
-                 max_backlog: int = MAX_BACKLOG, **_ignored):
+                 max_backlog: int = MAX_BACKLOG, checkpointer=None, **_ignored):
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self.sync = sync
@@ -192,6 +192,10 @@ class AuditWriter:
             self._committer = threading.Thread(target=self._ship_loop, daemon=True,
                                                name="fkj-audit-ship")
             self._committer.start()
+        #: anchors the chains outside the database (fkj.security.audit.checkpoints)
+        self.checkpointer = checkpointer
+        if checkpointer is not None and enabled:
+            checkpointer.start()
 
     # ------------------------------------------------------------------ public API
     def submit(self, tenant: str, events: Sequence[dict], *, lead: bool | None = True
@@ -292,6 +296,8 @@ class AuditWriter:
         t = self._committer
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
+        if self.checkpointer is not None:
+            self.checkpointer.stop(timeout=min(timeout, 5.0))  # anchors what was chained
 
     # ------------------------------------------------------------------ journal mode
     def _write(self, tenant: str, events: Sequence[dict]) -> Future:
