@@ -179,6 +179,19 @@ def search(tenant: str = typer.Option(..., "--tenant", help="kommunenummer"),
     console.print(f"{len(rows)} record(s)" + (" (limit reached)" if len(rows) == limit else ""))
 
 
+def anchor(engine, tenant: str) -> None:
+    """Checkpoint ``tenant``'s audit chain after a command-line tool wrote to it; a failure
+    is reported, the work stays done (a running server, or ``fkj audit checkpoint``,
+    anchors it later)."""
+    from fkj.security.audit.checkpoints import checkpoint_now
+    try:
+        checkpoint_now(engine, [tenant])
+    except Exception as e:  # noqa: BLE001 - the writes are audited; the anchor can follow
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] the audit chain of tenant "
+                                   f"{tenant} was not checkpointed: {e} (a running server or "
+                                   "`fkj audit checkpoint` will)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
 

@@ -21,7 +21,9 @@ outside the database:
   ``FKJ_AUDIT_CHECKPOINT_INTERVAL`` seconds (default :data:`INTERVAL`) and writes a
   checkpoint for each head that moved since the last line of its file; one process at a
   time writes (an ``flock`` on the directory's ``.lock``), and a stopping server writes a
-  last one. ``fkj audit checkpoint`` writes one on demand.
+  last one. Command-line tools that write the audit log (``fkj seed``, ``fkj import``,
+  ``fkj tenant create``, ``fkj reindex``) write one when they finish; ``fkj audit
+  checkpoint`` writes one on demand.
 * **Checked.** :func:`verify_checkpoints` (``fkj audit verify``): every line's signature
   (an unknown key or a bad signature: forged or edited), its tenant and database, that a
   file's seqs and times never go back, that no two checkpoints name different hashes for a

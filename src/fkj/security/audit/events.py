@@ -13,6 +13,9 @@ One event per interaction, whatever its outcome (denials included)::
                       role = the principal's roles, location = unit), requestor
               client (DCM#110153 Source Role ID; who.identifier = SMART client_id); requestor
                       when there is no user (system / backend-service access)
+              operator (v3-ParticipationType#RESP; who.identifier system urn:fkj:operator =
+                      user@host) beside the client of a command-line tool
+                      (fkj.security.audit.operator); not the requestor
               server (DCM#110152 Destination Role ID; the platform)
     source    observer = the platform, type security-source-type#4 (Application Server)
     entity    patient  (audit-entity-type#1 Person, object-role#1 Patient, what = Patient/x)
@@ -67,12 +70,16 @@ PURPOSES = {
 HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
+#: an operator running a command-line tool (``user@host``; fkj.security.audit.operator)
+OPERATOR_SYSTEM = "urn:fkj:operator"
 NO_PATIENT_EXTENSION = "http://hl7.no/fhir/StructureDefinition/auditevent-patient-extension"
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _USER_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                           "code": "IRCP", "display": "information recipient"}]}
 _CLIENT_TYPE = {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]}
+_OPERATOR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                              "code": "RESP", "display": "responsible party"}]}
 _SERVER_TYPE = {"coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]}
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
@@ -239,6 +246,15 @@ def _principal_parts(principal: Principal, purpose: str | None, observer: str
         if user is None and principal.organisation:
             client["location"] = {"display": principal.organisation}
         agents.append(client)
+    if user is None and principal.kind == "system" and principal.client_id \
+            and principal.subject and principal.subject != principal.client_id:
+        # a command-line tool run by an operator (fkj.security.audit.operator): the tool
+        # (the system principal) is the requestor; the person who ran it is named too
+        agents.append({"type": _OPERATOR_TYPE,
+                       "who": {"identifier": {"system": OPERATOR_SYSTEM,
+                                              "value": principal.subject},
+                               "display": principal.subject},
+                       "requestor": False})
     agents.append({"type": _SERVER_TYPE, "who": {"display": observer}, "requestor": False})
     source = {
         "site": f"{observer}/{principal.tenant}" if principal.tenant else observer,

@@ -74,18 +74,28 @@ def register_audit(fkj, *, enabled: bool | None = None) -> AuditWriter:
     if writer is None:
         writer = server_writer(services.engine, enabled=enabled)
         extras["audit_writer"] = writer
-    hooks = services.hooks
-    if guard not in hooks.authorize:
-        hooks.authorize.insert(0, guard)
     if enabled:
-        if audit_writes not in hooks.before_commit:
-            hooks.before_commit.append(audit_writes)
+        register_write_audit(services)
         if audit_response not in fkj.after_response:
             fkj.after_response.append(audit_response)
+    elif guard not in services.hooks.authorize:
+        services.hooks.authorize.insert(0, guard)
     from fkj.fhir import operations
     operations.OPERATIONS.setdefault("tilgangslogg", "tilgangslogg")
     extras[_REGISTERED] = True
     return writer
+
+
+def register_write_audit(services) -> None:
+    """The hooks every path that writes through a repository needs (idempotent): the
+    append-only guard (first) and one AuditEvent per write in its transaction. A server
+    gets them from :func:`register_audit`, a command-line tool from
+    :func:`fkj.security.audit.operator.audited_services`."""
+    hooks = services.hooks
+    if guard not in hooks.authorize:
+        hooks.authorize.insert(0, guard)
+    if audit_writes not in hooks.before_commit:
+        hooks.before_commit.append(audit_writes)
 
 
 def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
