@@ -24,6 +24,7 @@ OPERATOR_SYSTEM = "urn:fkj:operator"  # fkj.security.audit.events.OPERATOR_SYSTE
 
 def fkj(*args, url: str, env: dict | None = None, timeout: float = 300):
     return subprocess.run([sys.executable, "-m", "fkj", *args], capture_output=True, text=True,
+                          check=False,
                           timeout=timeout,
                           env={**os.environ, "FKJ_DATABASE_URL": url, **(env or {})})
 
