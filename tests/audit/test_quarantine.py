@@ -268,3 +268,25 @@ def rewind_head(db, conn, tenant: str, seq: int, hash_: str | None = None) -> No
 def _cli():
     from fkj.cli.audit import audit_app
     return audit_app
+
+
+def test_database_mode_refuses_only_the_access_whose_record_cannot_be_stored(db, tenant):
+    """``FKJ_AUDIT_READS=database``: callers share a transaction; one record that cannot be
+    stored fails that caller's access only, not the others' in its batch."""
+    from fkj.security.audit import AuditUnavailable
+    writer = AuditWriter(db.engine)
+    try:
+        with writer._leader:  # the committer waits: the six records go in one batch
+            first = [writer.submit(tenant, [read_event(tenant)], lead=False) for _ in range(3)]
+            broken = read_event(tenant)
+            del broken["recorded"]  # no time: no row can be made of it
+            bad = writer.submit(tenant, [broken], lead=False)
+            last = [writer.submit(tenant, [read_event(tenant)], lead=False) for _ in range(2)]
+        for fut in first + last:
+            fut.result(30)
+        with pytest.raises(AuditUnavailable):
+            bad.result(30)
+    finally:
+        writer.close()
+    assert len(chained_events(db, tenant)) == 5
+    assert verify_chain(db.engine, tenant).ok

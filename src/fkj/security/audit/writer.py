@@ -598,25 +598,34 @@ class AuditWriter:
             if fut.set_running_or_notify_cancel():
                 by_tenant.setdefault(tenant, []).append((events, fut))
         for tenant, items in by_tenant.items():
-            try:
-                events = [e for evs, _ in items for e in evs]
-                dialect = self.engine.dialect.name
-                if dialect == "postgresql":
-                    append_autonomous_pg(self.engine, tenant, [audit_row(e) for e in events],
-                                         "off" if self.sync == "normal" else "on")
-                elif dialect == "sqlite":
-                    append_autonomous_sqlite(self.engine, tenant,
-                                             [audit_row(e) for e in events])
-                else:
-                    with scope(self.engine, tenant, write=True) as conn:
-                        append_in_transaction(conn, tenant, events)
-            except Exception as e:  # noqa: BLE001 - reported to every waiting caller
-                log.error("audit commit for tenant %s failed: %s", tenant, e)
-                err = AuditUnavailable(f"the access could not be audited: {e}")
-                for _, fut in items:
-                    fut.set_exception(err)
-                continue
-            self.commits += 1
-            self.records += sum(len(events) for events, _ in items)
+            self._commit_items(tenant, items)
+
+    def _commit_items(self, tenant: str, items: list[tuple[list[dict], Future]]) -> None:
+        """Commit the records of ``items`` in one transaction; if the database refuses them
+        for what is in them, each caller's records on their own, so that only the access
+        whose record cannot be stored is refused."""
+        try:
+            events = [e for evs, _ in items for e in evs]
+            dialect = self.engine.dialect.name
+            if dialect == "postgresql":
+                append_autonomous_pg(self.engine, tenant, [audit_row(e) for e in events],
+                                     "off" if self.sync == "normal" else "on")
+            elif dialect == "sqlite":
+                append_autonomous_sqlite(self.engine, tenant, [audit_row(e) for e in events])
+            else:
+                with scope(self.engine, tenant, write=True) as conn:
+                    append_in_transaction(conn, tenant, events)
+        except Exception as e:  # noqa: BLE001 - reported to the waiting callers
+            if len(items) > 1 and not transient(e):
+                for item in items:
+                    self._commit_items(tenant, [item])
+                return
+            log.error("audit commit for tenant %s failed: %s", tenant, describe(e))
+            err = AuditUnavailable(f"the access could not be audited: {describe(e)}")
             for _, fut in items:
-                fut.set_result(None)
+                fut.set_exception(err)
+            return
+        self.commits += 1
+        self.records += sum(len(events) for events, _ in items)
+        for _, fut in items:
+            fut.set_result(None)
