@@ -173,7 +173,9 @@ class Store:
                 location.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path_of(location), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
                 try:
-                    os.write(fd, line + b"\n")
+                    data = memoryview(line + b"\n")
+                    while data:  # one write on a local file system; the rest if not
+                        data = data[os.write(fd, data):]
                     os.fdatasync(fd)
                 finally:
                     os.close(fd)
