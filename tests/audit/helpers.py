@@ -10,7 +10,7 @@ from fkj.security.audit import append_in_transaction, build_audit_event
 from fkj.store.backend import scope
 from fkj.types import Principal
 
-APPEND_ONLY_TABLES = ("audit_log", "audit_patient")
+APPEND_ONLY_TABLES = ("audit_log", "audit_patient", "audit_quarantine")
 
 
 def practitioner(tenant: str, hpr: str = "9144897", **kw) -> Principal:
@@ -51,7 +51,7 @@ def tampering(db, tenant: str):
         else:
             saved = conn.execute(text(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-                "AND tbl_name IN ('audit_log', 'audit_patient')")).all()
+                "AND tbl_name IN ('audit_log', 'audit_patient', 'audit_quarantine')")).all()
             assert saved, "the migration installs append-only triggers on SQLite too"
             for name, _ in saved:
                 conn.execute(text(f'DROP TRIGGER "{name}"'))

@@ -164,12 +164,13 @@ class Importer:
         from fkj.repository.repository import Repository
         from fkj.repository.services import Services
         from fkj.search.registry import default_registry
-        from fkj.types import Principal
+        from fkj.security.audit.operator import operator_principal
 
         self.services = Services(engine=engine, settings=settings, indexing=settings.indexing)
         self.services.extras.setdefault("registry", registry or default_registry())
         self.tenant = tenant
-        self.repo = Repository(self.services, Principal.system(tenant, subject=subject), tenant)
+        # the operator who runs the import is its audit records' agent, the tool the client
+        self.repo = Repository(self.services, operator_principal(tenant, subject), tenant)
         self.batch_size = batch_size
         self.dry_run = dry_run
         self.report = Report(report_dir)

@@ -51,32 +51,89 @@ def _local(us: int) -> str:
 @audit_app.command("verify")
 def verify(tenant: str | None = typer.Option(
                None, "--tenant", help="kommunenummer; default: every tenant"),
+           checkpoint_dir: str | None = typer.Option(
+               None, "--checkpoint-dir", help="where the servers write the chain's "
+               "checkpoints (default: FKJ_AUDIT_CHECKPOINT_DIR, else beside the journals)"),
+           witness_dir: str | None = typer.Option(
+               None, "--witness-dir", help="the second checkpoint location, if any "
+               "(default: FKJ_AUDIT_CHECKPOINT_WITNESS)"),
+           no_checkpoints: bool = typer.Option(
+               False, "--no-checkpoints", help="check the chain in the database only "
+               "(a rewritten and rehashed chain, or a cut tail, then goes unnoticed)"),
            database_url: str | None = DatabaseUrl) -> None:
-    """Verify the hash chain of the audit log; exits 1 if it has been tampered with."""
+    """Verify the hash chain of the audit log against its signed checkpoints; exits 1 if it
+    has been tampered with."""
     from fkj.security.audit.chain import verify_chain
+    from fkj.security.audit.checkpoints import (
+        Store,
+        default_directory,
+        iter_tenants,
+        public_keys,
+        verify_checkpoints,
+        witness_directory,
+    )
+    from fkj.security.audit.journal import database_identity
 
     engine = engine_for(database_url)
+    url = engine.url.render_as_string(hide_password=False)
+    store = Store(default_directory(url, checkpoint_dir), witness_directory(url, witness_dir))
     if tenant:
         tenants = [tenant]
     else:
         from fkj.store.tenants import list_tenants
         tenants = [t.id for t in list_tenants(engine)]
+        if not no_checkpoints:  # a tenant gone from the database still has its anchors
+            tenants += sorted(set(iter_tenants(store)) - set(tenants))
+    keys = None if no_checkpoints else public_keys(engine)
+    if not no_checkpoints:
+        console.print(f"checkpoints: {', '.join(str(loc) for loc in store.locations)}",
+                      highlight=False, soft_wrap=True)
     bad = False
     for t in tenants:
-        r = verify_chain(engine, t)
+        if no_checkpoints:
+            r = verify_chain(engine, t)
+        else:
+            r = verify_checkpoints(engine, t, store, database_identity(url), keys=keys)
+        if r.quarantined:
+            console.print(f"[yellow]tenant {t}: {r.quarantined} record(s) in quarantine[/yellow]"
+                          f" — the database refused them as written; each is kept with its "
+                          f"sha256 in the chain: `fkj audit quarantine list --tenant {t}`",
+                          highlight=False)
+        anchors = r.anchors
+        anchored = ""
+        if anchors is not None and anchors.last is not None:
+            seq, _, when = anchors.last
+            anchored = f"; anchored up to seq {seq} ({_local(when)}, {anchors.lines} checkpoints)"
         if r.ok:
             console.print(f"[green]tenant {t}: OK[/green] — {r.checked} audit records verified; "
-                          f"head seq {r.last_seq} hash {r.last_hash}", highlight=False)
+                          f"head seq {r.last_seq} hash {r.last_hash}{anchored}", highlight=False,
+                          soft_wrap=True)
+            for note in (anchors.notes if anchors is not None else ()):
+                console.print(f"  note: {note}", highlight=False, soft_wrap=True)
             continue
         bad = True
         console.print(f"[red]tenant {t}: TAMPERED[/red] — {r.problem_count} problem(s) in "
-                      f"{r.checked} records:", highlight=False)
+                      f"{r.checked} records{anchored}:", highlight=False, soft_wrap=True)
         for p in r.problems:
             console.print(f"  - {p}", highlight=False, soft_wrap=True)
         if r.problem_count > len(r.problems):
             console.print(f"  … and {r.problem_count - len(r.problems)} more")
     if bad:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(tenant: str | None = typer.Option(
+                   None, "--tenant", help="kommunenummer; default: every tenant"),
+               database_url: str | None = DatabaseUrl) -> None:
+    """Write a signed checkpoint of every tenant's audit chain now (servers do so every
+    FKJ_AUDIT_CHECKPOINT_INTERVAL seconds)."""
+    from fkj.security.audit.checkpoints import Checkpointer
+
+    cp = Checkpointer.for_engine(engine_for(database_url))
+    n = cp.run(wait=True, tenants=[tenant] if tenant else None)
+    console.print(f"{n} checkpoint(s) written to "
+                  f"{', '.join(str(loc) for loc in cp.store.locations)}", highlight=False)
 
 
 @audit_app.command("search")
@@ -122,6 +179,19 @@ def search(tenant: str = typer.Option(..., "--tenant", help="kommunenummer"),
     console.print(f"{len(rows)} record(s)" + (" (limit reached)" if len(rows) == limit else ""))
 
 
+def anchor(engine, tenant: str) -> None:
+    """Checkpoint ``tenant``'s audit chain after a command-line tool wrote to it; a failure
+    is reported, the work stays done (a running server, or ``fkj audit checkpoint``,
+    anchors it later)."""
+    from fkj.security.audit.checkpoints import checkpoint_now
+    try:
+        checkpoint_now(engine, [tenant])
+    except Exception as e:  # noqa: BLE001 - the writes are audited; the anchor can follow
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] the audit chain of tenant "
+                                   f"{tenant} was not checkpointed: {e} (a running server or "
+                                   "`fkj audit checkpoint` will)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
 
@@ -148,3 +218,36 @@ def recover(database_url: str | None = DatabaseUrl,
         writer.close()
     console.print(f"{n} audit record(s) chained from orphaned journals in {directory}",
                   highlight=False)
+
+
+quarantine_app = typer.Typer(no_args_is_help=True,
+                             help="Audit records the database refused as written.")
+audit_app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(tenant: str | None = typer.Option(
+                        None, "--tenant", help="kommunenummer; default: every tenant"),
+                    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+                    database_url: str | None = DatabaseUrl) -> None:
+    """List the audit records kept in quarantine (the database refused them as written;
+    each has a stand-in in the chain naming its sha256, checked by ``fkj audit verify``)."""
+    from fkj.security.audit.quarantine import list_quarantine
+
+    engine = engine_for(database_url)
+    if tenant:
+        tenants = [tenant]
+    else:
+        from fkj.store.tenants import list_tenants
+        tenants = [t.id for t in list_tenants(engine)]
+    rows = [r for t in tenants for r in list_quarantine(engine, t)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        console.print(f"tenant {r['tenant']} seq {r['seq']} — quarantined "
+                      f"{_local(r['quarantined'])}, from journal {r['journal'] or '-'} "
+                      f"position {r['position']}\n  sha256 {r['sha256']}\n  error: "
+                      f"{r['error']}\n  record: {r['record'][:2000]}", highlight=False,
+                      markup=False, soft_wrap=True)
+    console.print(f"{len(rows)} record(s) in quarantine", highlight=False)

@@ -84,6 +84,9 @@ def import_command(
             result = importer.run([str(p) for p in paths])
     else:
         result = importer.run([str(p) for p in paths])
+    if not dry_run:
+        from fkj.cli.audit import anchor
+        anchor(engine, tenant)  # its batches' audit records, checkpointed
     engine.dispose()
     style = {0: "green", 1: "yellow", 2: "red"}[result.exit_code]
     console.print(result.summary(), style=style, soft_wrap=True, highlight=False)
@@ -113,7 +116,6 @@ def export_command(
     from fkj.repository.services import Services
     from fkj.search.registry import default_registry
     from fkj.store.backend import now_us
-    from fkj.types import Principal
 
     engine = engine_for(database_url)
     settings = Settings(database_url=database_url or default_database_url())
@@ -121,7 +123,8 @@ def export_command(
     services.extras["registry"] = default_registry()
     from fkj.security.audit.writer import AuditWriter
     services.extras["audit_writer"] = AuditWriter(engine)  # the export is audited
-    repo = Repository(services, Principal.system(tenant, subject="fkj-export"), tenant)
+    from fkj.security.audit.operator import operator_principal
+    repo = Repository(services, operator_principal(tenant, "fkj-export"), tenant)
     try:
         services.tenants.get(tenant)
         req = ExportRequest(

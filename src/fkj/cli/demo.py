@@ -33,15 +33,19 @@ def demo(database_url: str | None = DatabaseUrl,
     upgrade(make_engine(url, app_role=False))
     engine = make_engine(url)
     existing = {t.id for t in list_tenants(engine)}
+    from fkj.security.audit.operator import tenant_change
     for nr, name in FKJ_MUNICIPALITIES.items():
         if nr not in existing:
-            create_tenant(engine, nr, name)
+            create_tenant(engine, nr, name, audit=tenant_change(
+                "fkj-demo", "C", "$tenant-create", f"fkj demo: tenant {nr} ({name}) created"))
     settings = Settings(database_url=url, demo=True, base_url=f"http://{host}:{port}")
     from fkj.cli.seed import seed_tenant
 
     with console.status("seeding synthetic municipalities …"):
         for nr in FKJ_MUNICIPALITIES:
             seed_tenant(engine, settings, nr, patients, 42)
+    from fkj.security.audit.checkpoints import checkpoint_now
+    checkpoint_now(engine, list(FKJ_MUNICIPALITIES))
     console.print(f"[green]demo data ready in {time.perf_counter() - t0:.1f} s[/green]")
     sims: list = []
     try:
@@ -141,7 +145,7 @@ def start_simulators(engine, host: str, first_port: int, tenants, patients: int,
     sources = [{"name": kind, "base_url": url, "client_id": "fkj",
                 "client_secret": "fkj-secret"} for kind, url, _ in out]
     for t in tenants:
-        update_tenant_settings(engine, t, sources=sources)
+        update_tenant_settings(engine, t, sources=sources, audit=_sources_changed)
     return out
 
 
@@ -165,7 +169,13 @@ def stop_simulators(engine, sims, tenants) -> None:
         from fkj.store.tenants import update_tenant_settings
         for t in tenants:
             with contextlib.suppress(Exception):  # e.g. the database is gone already
-                update_tenant_settings(engine, t, sources=None)
+                update_tenant_settings(engine, t, sources=None, audit=_sources_changed)
+
+
+def _sources_changed(conn, tenant: str, names) -> None:
+    from fkj.security.audit.operator import tenant_change
+    tenant_change("fkj-demo", "U", "$tenant-settings",
+                  "fkj demo: national-service simulators configured")(conn, tenant, names)
 
 
 def _print_simulators(settings: Settings, sims) -> None:

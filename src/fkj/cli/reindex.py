@@ -21,14 +21,13 @@ def reindex(tenant: str = typer.Option(..., "--tenant"),
             database_url: Optional[str] = DatabaseUrl) -> None:
     """Re-extract search index rows with the tenant's current search parameters."""
     from fkj.repository.repository import Repository
-    from fkj.repository.services import Services
     from fkj.search.reindex import reindex as run
-    from fkj.types import Principal
+    from fkj.security.audit.operator import audited_services, operator_principal, record
 
     engine = engine_for(database_url)
-    services = Services(engine=engine,
-                        settings=Settings(database_url=database_url or default_database_url()))
-    repo = Repository(services, Principal.system(tenant, subject="fkj-reindex"), tenant)
+    services = audited_services(
+        engine, Settings(database_url=database_url or default_database_url()))
+    repo = Repository(services, operator_principal(tenant, "fkj-reindex"), tenant)
     with Progress(TextColumn("[bold]reindex"), BarColumn(), MofNCompleteColumn(),
                   TaskProgressColumn(), TimeRemainingColumn(),
                   console=console) as progress:
@@ -38,6 +37,11 @@ def reindex(tenant: str = typer.Option(..., "--tenant"),
             progress.update(task, completed=done, total=total)
 
         n = run(repo, types or None, update)
+    record(engine, tenant, "fkj-reindex", action="U", subtype="$reindex",
+           description=f"fkj reindex: search index rebuilt for {n} resources"
+                       + (f" of {', '.join(types)}" if types else ""))
+    from fkj.cli.audit import anchor
+    anchor(engine, tenant)
     console.print(f"reindexed {n} resources in tenant {tenant}")
 
 

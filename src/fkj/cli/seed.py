@@ -16,14 +16,18 @@ console = Console()
 BATCH = 500
 
 
-def load(engine, settings: Settings, tenant: str, resources, *, progress=None, task=None) -> int:
-    """Store resources with their client-assigned ids (idempotent: a re-run updates)."""
-    from fkj.repository.repository import Repository
-    from fkj.repository.services import Services
-    from fkj.types import Principal
+TOOL = "fkj-seed"
 
-    services = Services(engine=engine, settings=settings)
-    repo = Repository(services, Principal.system(tenant, subject="fkj-seed"), tenant)
+
+def load(engine, settings: Settings, tenant: str, resources, *, progress=None, task=None) -> int:
+    """Store resources with their client-assigned ids (idempotent: a re-run updates). Each
+    write is audited in its transaction, the operator as agent (one AuditEvent per
+    resource, as over REST)."""
+    from fkj.repository.repository import Repository
+    from fkj.security.audit.operator import audited_services, operator_principal
+
+    services = audited_services(engine, settings)
+    repo = Repository(services, operator_principal(tenant, TOOL), tenant)
     it = iter(resources)
     n = 0
     while batch := list(islice(it, BATCH)):
@@ -36,6 +40,7 @@ def load(engine, settings: Settings, tenant: str, resources, *, progress=None, t
 def seed_tenant(engine, settings: Settings, tenant: str, patients: int, seed_value: int = 42,
                 *, progress=None) -> int:
     """Generate and load a synthetic municipality; remembers its demo login directory."""
+    from fkj.security.audit.operator import tenant_change
     from fkj.seed.generator import demo_people, generate
     from fkj.store.tenants import update_tenant_settings
 
@@ -43,7 +48,10 @@ def seed_tenant(engine, settings: Settings, tenant: str, patients: int, seed_val
     task = progress.add_task("seed", total=len(resources), tenant=tenant) if progress else None
     n = load(engine, settings, tenant, resources, progress=progress, task=task)
     update_tenant_settings(engine, tenant, demo_people=demo_people(tenant, patients, seed_value),
-                           seed={"patients": patients, "seed": seed_value})
+                           seed={"patients": patients, "seed": seed_value},
+                           audit=tenant_change(TOOL, "U", "$tenant-settings",
+                                               f"fkj seed --patients {patients} --seed "
+                                               f"{seed_value}: tenant settings changed"))
     from fkj.security.policy.cache import announce_change
     from fkj.store.maintenance import refresh_statistics
     announce_change(engine, tenant)
@@ -62,6 +70,8 @@ def seed(tenant: str = typer.Option(..., "--tenant"),
                   MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
         n = seed_tenant(engine, settings, tenant, patients, seed_value, progress=progress)
     console.print(f"seeded {n} resources for {patients} patients in tenant {tenant}")
+    from fkj.cli.audit import anchor
+    anchor(engine, tenant)
 
 
 def register(app: typer.Typer) -> None:

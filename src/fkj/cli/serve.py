@@ -26,7 +26,10 @@ def build_server_app(settings: Settings):
     # PostgreSQL a table that doubled since its last analysis is analysed
     from fkj.store.maintenance import StatisticsWatcher
     fkj.services.extras["statistics_watcher"] = StatisticsWatcher(fkj.services.engine).start()
-    return create_app(fkj)
+    # stopped with the server: the audit log chains what it can and anchors it
+    from fkj.cli.workers import StopAnswer, at_stop
+    at_stop(fkj.close)
+    return StopAnswer(create_app(fkj))
 
 
 def serve(host: str = typer.Option("127.0.0.1", "--host"),
@@ -53,7 +56,11 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"),
     refresh_statistics(app.state.fkj.services.engine)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # stops within STOP_SECONDS of SIGTERM, even with a request or the audit shipper
+        # stuck in the database (fkj.cli.workers.serve)
+        from fkj.cli.workers import serve as serve_until_stopped
+        serve_until_stopped(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           access_log=False))
         return
     # several processes: each builds its own app from the same settings (environment); the
     # supervisor's own app only checked the schema, so its background threads (event

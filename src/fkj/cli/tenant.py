@@ -20,12 +20,18 @@ console = Console()
 def create(kommunenummer: str, name: str = typer.Option(..., "--name", help="municipality name"),
            database_url: Optional[str] = DatabaseUrl) -> None:
     """Create a tenant for a municipality (four-digit kommunenummer)."""
+    from fkj.cli.audit import anchor
+    from fkj.security.audit.operator import tenant_change
+    engine = engine_for(database_url)
     try:
-        t = create_tenant(engine_for(database_url), kommunenummer, name)
+        t = create_tenant(engine, kommunenummer, name, audit=tenant_change(
+            "fkj-tenant", "C", "$tenant-create", f"fkj tenant create {kommunenummer}: "
+            f"tenant {kommunenummer} ({name}) created"))
     except FhirError as e:
         console.print(f"[red]error:[/red] {e.diagnostics}")
         raise typer.Exit(2) from None
     console.print(f"created tenant {t.id} {t.name}: FHIR base /fhir/{t.id}")
+    anchor(engine, t.id)
 
 
 @app.command("list")

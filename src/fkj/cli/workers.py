@@ -12,6 +12,16 @@ The supervisor restarts a worker that dies, stops everything when a worker could
 (its app or socket would fail the same way again), and on SIGTERM/SIGINT stops the workers
 (each finishes its requests, see uvicorn) and exits. A worker stops when its supervisor dies,
 however it dies.
+
+Every server process — the single one of ``fkj serve --workers 1`` and each worker — runs
+uvicorn through :func:`serve`, which bounds its stop: from SIGTERM/SIGINT it has
+:data:`STOP_SECONDS` (a worker a second less, so it ends before its supervisor would kill
+it). Requests under way get half of it, then the app is closed (:func:`at_stop`: the audit
+log chains what it can and writes a last checkpoint), and if anything is still stuck by
+then — a request's thread or the audit shipper waiting on a database lock, which no
+cancellation reaches — the process ends itself. Nothing acknowledged is lost: every read's
+audit record was in the process's audit journal before its answer, and the journal, no
+longer locked, is chained by the next process (or ``fkj audit recover``).
 """
 
 from __future__ import annotations
@@ -54,6 +64,108 @@ def listening_socket(host: str, port: int, *, shared: bool = True) -> socket.soc
     return sock
 
 
+#: exit status of a process that did not stop in time and ended itself
+STUCK_EXIT = 1
+_on_stop: list = []
+_deadline_armed = threading.Event()
+
+
+def at_stop(close) -> None:
+    """Call ``close()`` when this process's server has stopped (before it exits)."""
+    _on_stop.append(close)
+
+
+def _arm_deadline(seconds: float) -> None:
+    """From now on the process has ``seconds`` to end; then it ends itself."""
+    if _deadline_armed.is_set():
+        return
+    _deadline_armed.set()
+
+    def expire() -> None:
+        time.sleep(seconds)
+        log.error("the server did not stop within %.0f s of the signal (a request or the "
+                  "audit shipper is stuck, e.g. waiting for a database lock); it ends now — "
+                  "audit records not yet chained stay in its audit journal, for the next "
+                  "process", seconds)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(STUCK_EXIT)
+    threading.Thread(target=expire, daemon=True, name="fkj-stop-deadline").start()
+
+
+class StopAnswer:
+    """ASGI wrapper: a request cut off because the server is stopping (uvicorn cancels what
+    is still running when its graceful stop is over) is answered 503 with Retry-After and
+    an OperationOutcome, not uvicorn's plain-text 500. What it was doing did not commit."""
+
+    BODY = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":'
+            b'"transient","diagnostics":"the server is stopping; the request was not '
+            b'completed. Retry it."}]}')
+
+    def __init__(self, app):
+        self.app = app
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+        import asyncio
+        try:
+            await self.app(scope, receive, watch)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            # answered here, and the request's task ends: nothing is left to cancel (its
+            # thread, stuck in the database, ends with the process)
+            try:
+                await send({"type": "http.response.start", "status": 503, "headers": [
+                    (b"content-type", b"application/fhir+json"), (b"retry-after", b"1"),
+                    (b"content-length", str(len(self.BODY)).encode())]})
+                await send({"type": "http.response.body", "body": self.BODY})
+            except Exception as e:  # noqa: BLE001 - the connection is going anyway
+                log.debug("the stopping answer was not sent: %s", e)
+
+
+def serve(config, sockets: list[socket.socket] | None = None, *,
+          deadline: float = STOP_SECONDS) -> None:
+    """Run uvicorn with ``config`` until SIGTERM/SIGINT; then stop within ``deadline``
+    seconds (see the module docstring)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            _arm_deadline(deadline)
+            # as uvicorn's, without re-raising the signal once stopped: the app is closed
+            # after run() returns, and the process then exits normally
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    config.timeout_graceful_shutdown = max(1.0, deadline / 2)
+    Server(config).run(sockets=sockets)
+    _arm_deadline(deadline)  # stopped for another reason: closing is bounded all the same
+    while _on_stop:
+        close = _on_stop.pop()
+        try:
+            close()
+        except Exception:
+            log.exception("closing the server's app failed")
+
+
 def _worker(app: str, host: str, port: int, log_level: str, parent: int) -> None:
     """One server process: its own socket on the shared port, the app from ``app``
     (``module:factory``). It stops (SIGTERM) when the supervisor dies, however it dies."""
@@ -73,7 +185,8 @@ def _worker(app: str, host: str, port: int, log_level: str, parent: int) -> None
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level,
                             access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    # ends itself before the supervisor's STOP_SECONDS are up, so that it says why
+    serve(config, [sock], deadline=STOP_SECONDS - 1)
 
 
 class Workers:

@@ -31,9 +31,11 @@ def validate_kommunenummer(nr: str) -> None:
         raise BadRequest(reason)
 
 
-def create_tenant(engine: Engine, nr: str, name: str, *, official: bool = True) -> Tenant:
+def create_tenant(engine: Engine, nr: str, name: str, *, official: bool = True,
+                  audit=None) -> Tenant:
     """Create a tenant. ``official=False`` (tests and the sandbox only) accepts any four
-    digits instead of requiring a kommunenummer from the official list."""
+    digits instead of requiring a kommunenummer from the official list. ``audit(conn,
+    tenant)`` records the change in its transaction (fkj.security.audit.operator)."""
     if official:
         validate_kommunenummer(nr)
     elif not (len(nr) == 4 and nr.isdigit()):
@@ -43,6 +45,8 @@ def create_tenant(engine: Engine, nr: str, name: str, *, official: bool = True) 
             raise Conflict(f"tenant {nr} exists already")
         conn.execute(insert(tenant_table).values(id=nr, name=name, created=now_us(),
                                                  event_seq=0, settings="{}"))
+        if audit is not None:
+            audit(conn, nr)
     return Tenant(nr, name)
 
 
@@ -82,7 +86,9 @@ def tenant_settings(engine: Engine, nr: str) -> dict:
     return orjson.loads(raw or "{}")
 
 
-def update_tenant_settings(engine: Engine, nr: str, **values) -> dict:
+def update_tenant_settings(engine: Engine, nr: str, *, audit=None, **values) -> dict:
+    """Merge ``values`` into the tenant's settings. ``audit(conn, tenant, names)`` records
+    the change in its transaction (fkj.security.audit.operator)."""
     with write_transaction(engine) as conn:
         raw = conn.execute(select(tenant_table.c.settings)
                            .where(tenant_table.c.id == nr)).scalar_one_or_none()
@@ -92,4 +98,6 @@ def update_tenant_settings(engine: Engine, nr: str, **values) -> dict:
         current.update(values)
         conn.execute(update(tenant_table).where(tenant_table.c.id == nr)
                      .values(settings=orjson.dumps(current).decode()))
+        if audit is not None:
+            audit(conn, nr, sorted(values))
     return current

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, select, text
 
 from fkj.security.audit.events import canonical, canonical_stdlib, index_fields
+from fkj.security.audit.storable import canonical_storable
 from fkj.security.audit.tables import (
     GENESIS_HASH,
     audit_head,
@@ -66,11 +69,13 @@ def _lock_head(conn: Connection, tenant: str) -> tuple[int, str]:
 
 def audit_row(event: dict) -> dict:
     """The stored form of an AuditEvent: its canonical JSON (what the chain hashes) and the
-    search columns derived from it."""
+    search columns derived from it — storable on every backend (code points none can store
+    are escaped, :mod:`fkj.security.audit.storable`)."""
+    event, content = canonical_storable(event)
     f = index_fields(event)
     return {"recorded": f["recorded"], "patients": f["patients"], "agent": f["agent"],
             "action": f["action"], "subtype": f["subtype"], "purpose": f["purpose"],
-            "outcome": f["outcome"], "content": canonical(event),
+            "outcome": f["outcome"], "content": content,
             "patient_list": f["patient_list"]}
 
 
@@ -91,16 +96,20 @@ def _chain_rows(tenant: str, last_seq: int, prev: str, rows: Sequence[dict]):
 
 
 def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
-                             watermark: tuple[str, int] | None = None) -> None:
+                             watermark: tuple[str, int] | None = None, *,
+                             then: Callable | None = None, dry_run: bool = False) -> None:
     """Append audit ``rows`` in a transaction of their own on a pooled DB-API connection
     (SQLite; no SQLAlchemy statement handling on the read path). ``BEGIN IMMEDIATE`` takes
     the database's write lock, which serialises appends like the head row lock does on
     PostgreSQL. ``watermark`` = (journal id, position): the journal's records of ``tenant``
-    up to that position are chained, recorded in the same transaction."""
+    up to that position are chained, recorded in the same transaction. ``then(execute,
+    seqs)`` runs in the transaction after the append (``execute(sql, params)`` with ``?``
+    placeholders; ``seqs``: the rows' sequence numbers). ``dry_run``: roll back instead of
+    committing (does the database take such rows now?)."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        begin_immediate(cur)
         try:
             row = cur.execute("SELECT last_seq, last_hash FROM audit_head WHERE tenant = ?",
                               (tenant,)).fetchone()
@@ -116,7 +125,9 @@ def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
                         (seqs[-1], prev, tenant))
             if watermark is not None:
                 cur.execute(_SQLITE_WATERMARK, (watermark[0], tenant, watermark[1]))
-            cur.execute("COMMIT")
+            if then is not None:
+                then(lambda sql, params: cur.execute(sql.replace("%s", "?"), params), seqs)
+            cur.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
             if raw.driver_connection.in_transaction:  # SQLite ends it itself on a full disk
                 cur.execute("ROLLBACK")  # (a ROLLBACK then would hide the cause)
@@ -125,6 +136,41 @@ def append_autonomous_sqlite(engine: Engine, tenant: str, rows: Sequence[dict],
             cur.close()
     finally:
         raw.close()
+
+
+#: how long an append waits for SQLite's write lock before it fails (and is retried), as
+#: long as the pool's busy_timeout; and how often it asks for it meanwhile
+LOCK_WAIT = 30.0
+LOCK_POLL = 0.0005
+
+
+def begin_immediate(cur, wait: float = LOCK_WAIT) -> None:
+    """``BEGIN IMMEDIATE`` on SQLite, asking for the write lock every :data:`LOCK_POLL`
+    seconds until ``wait`` is over, instead of through SQLite's busy handler.
+
+    Why: the busy handler sleeps 1, 2, 5, 10 … then 100 ms between tries, so whoever has
+    waited a while asks rarely, and under a steady stream of write transactions (twelve
+    clients creating) the newer writers get the lock first. The shipper, which asks once a
+    second, waited 0.5–3.5 s for it per shipment, the records' lag passed
+    :data:`~fkj.security.audit.writer.MAX_LAG` and reads were refused (503; issue 30, item
+    11). Asking every half millisecond it gets the lock within a write transaction or two.
+    """
+    previous = cur.execute("PRAGMA busy_timeout").fetchone()[0]
+    cur.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOCK_POLL)
+    finally:
+        cur.execute(f"PRAGMA busy_timeout = {int(previous)}")
 
 
 def append_in_transaction(conn: Connection, tenant: str, events: Sequence[dict]) -> list[int]:
@@ -219,27 +265,59 @@ $fn$
 
 def append_autonomous_pg(engine: Engine, tenant: str, rows: Sequence[dict], sync: str = "on",
                          watermark: tuple[str, int] | None = None,
-                         lines: Sequence[bytes] | None = None) -> None:
+                         lines: Sequence[bytes] | None = None, *,
+                         then: Callable | None = None, dry_run: bool = False) -> None:
     """Append audit ``rows`` in a transaction of their own, in one round trip
     (``fkj_audit_append``; PostgreSQL only). ``sync``: ``on`` or ``off``
-    (``synchronous_commit`` of that transaction). ``watermark`` as for
-    :func:`append_autonomous_sqlite`. ``lines``: the rows already serialised as JSON (the
-    journal's lines; their extra keys are ignored), sent as they are."""
+    (``synchronous_commit`` of that transaction). ``watermark``, ``then`` (``%s``
+    placeholders) and ``dry_run`` as for :func:`append_autonomous_sqlite`. ``lines``: the
+    rows already serialised as JSON (the journal's lines; their extra keys are ignored),
+    sent as they are."""
     import orjson
     payload = (b"[" + b",".join(lines) + b"]" if lines is not None
                else orjson.dumps(list(rows))).decode()
     journal, shipped = watermark if watermark is not None else (None, None)
+    args = (tenant, payload, sync, journal, shipped)
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
-        conn.autocommit = True
-        try:
-            conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)",
-                         (tenant, payload, sync, journal, shipped))
-        finally:
-            conn.autocommit = False
+        if then is None and not dry_run:
+            conn.autocommit = True
+            try:
+                conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)", args)
+            finally:
+                conn.autocommit = False
+            return
+        try:  # more in the same transaction: the function's settings hold in all of it
+            last = int(conn.execute("SELECT fkj_audit_append(%s, %s, %s, %s, %s)",
+                                    args).fetchone()[0])
+            if then is not None:
+                then(conn.execute, list(range(last - len(rows) + 1, last + 1)))
+        except BaseException:
+            conn.rollback()
+            raise
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
     finally:
         raw.close()
+
+
+def probe_append(engine: Engine, tenant: str) -> None:
+    """Append a plain record to ``tenant``'s chain and roll it back: raises if the database
+    does not take records now (it is down, locked, full or its chain is broken) — so that a
+    record it refuses is blamed only when others would go in (see
+    :mod:`fkj.security.audit.quarantine`)."""
+    from fkj.security.audit.events import build_audit_event
+    from fkj.types import Principal
+    row = audit_row(build_audit_event(Principal.system(tenant, subject="fkj-audit"),
+                                      action="E", subtype="$audit-probe", resources=[],
+                                      patients=[], outcome="0"))
+    if engine.dialect.name == "postgresql":
+        append_autonomous_pg(engine, tenant, [row], dry_run=True)
+    else:
+        append_autonomous_sqlite(engine, tenant, [row], dry_run=True)
 
 
 _SQLITE_LOG = (f"INSERT INTO audit_log ({', '.join(LOG_COLUMNS)}) "
@@ -288,10 +366,28 @@ class VerifyResult:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     problem_count: int = 0
+    #: records kept in quarantine (each with its stand-in in the chain; not a problem)
+    quarantined: int = 0
+    #: what the checkpoints said (:func:`fkj.security.audit.checkpoints.verify_checkpoints`)
+    anchors: object = None
+
+    def add(self, problem: str) -> None:
+        """One more problem (found outside the walk of the chain)."""
+        self.ok = False
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
 
 
-def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyResult:
-    """Walk ``tenant``'s audit chain and report every inconsistency found."""
+def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000,
+                 anchors: dict[int, str] | None = None) -> VerifyResult:
+    """Walk ``tenant``'s audit chain and report every inconsistency found.
+
+    ``anchors`` (seq → hash, from checkpoints kept outside the database): the record at
+    each such seq must still have that hash, and the chain must reach the highest one —
+    what a chain rewritten and rehashed forward, or cut at the end with its head moved
+    back, cannot satisfy (:mod:`fkj.security.audit.checkpoints`)."""
+    anchors = anchors or {}
     problems: list[str] = []
     count = 0
 
@@ -301,8 +397,10 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
         if len(problems) < MAX_PROBLEMS:
             problems.append(msg)
 
+    from fkj.security.audit import quarantine
     checked, expected, prev = 0, 1, GENESIS_HASH
     patients: dict[int, set[str]] = {}
+    stand_ins: dict[int, str | None] = {}
     with scope(engine, tenant) as conn:
         for seq, pat in conn.execute(
                 select(audit_patient.c.seq, audit_patient.c.patient)
@@ -328,11 +426,21 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
                             "before it (record deleted, inserted or reordered)")
                 if record_hash(r.prev_hash, r.content, seq, tenant) != r.hash:
                     problem(f"seq {seq}: hash mismatch (record changed or moved)")
+                anchored = anchors.get(seq)
+                if anchored is not None and anchored != r.hash:
+                    problem(f"seq {seq}: hash differs from the checkpoint of seq {seq} "
+                            f"(records up to seq {seq} were rewritten after it was written)")
                 _check_columns(r, patients.pop(seq, set()), problem)
+                if r.subtype == quarantine.SUBTYPE:
+                    try:
+                        stand_ins[seq] = quarantine.named_sha256(json.loads(r.content))
+                    except (ValueError, AttributeError, TypeError):
+                        stand_ins[seq] = None
                 prev, expected = r.hash, seq + 1
             after = int(rows[-1].seq)
         head = conn.execute(select(audit_head.c.last_seq, audit_head.c.last_hash)
                             .where(audit_head.c.tenant == tenant)).first()
+        held = quarantine.check(conn, tenant, stand_ins, problem)
     last_seq = expected - 1
     if head is None:
         if checked:
@@ -343,11 +451,15 @@ def verify_chain(engine: Engine, tenant: str, *, batch: int = 5000) -> VerifyRes
                     f"{last_seq} (records at the end deleted?)")
         elif head.last_hash != prev:
             problem(f"chain head hash does not match record {last_seq}")
+    if anchors and max(anchors) > last_seq:
+        problem(f"the chain ends at seq {last_seq} but a checkpoint names seq "
+                f"{max(anchors)}: records {last_seq + 1}..{max(anchors)} were deleted and the "
+                "chain head moved back")
     for seq in sorted(patients):
         problem(f"seq {seq}: patient index rows without an audit record "
                 f"({', '.join(sorted(patients[seq]))})")
     return VerifyResult(ok=count == 0, checked=checked, problems=problems, last_seq=last_seq,
-                        last_hash=prev, problem_count=count)
+                        last_hash=prev, problem_count=count, quarantined=held)
 
 
 def _check_columns(r, indexed: set[str], problem) -> None:
@@ -362,5 +474,7 @@ def _check_columns(r, indexed: set[str], problem) -> None:
     for col in ("recorded", "patients", "agent", "action", "subtype", "purpose", "outcome"):
         if f[col] != getattr(r, col):
             problem(f"seq {r.seq}: column {col} does not match the AuditEvent content")
-    if set(f["patient_list"]) != indexed:
+    if set(f["patient_list"]) != indexed and set(f["patients"].split()) != indexed:
+        # (the second form: records written before references over 128 characters were
+        # left out of the index, on SQLite)
         problem(f"seq {r.seq}: patient index rows do not match the AuditEvent content")

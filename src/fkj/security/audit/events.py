@@ -13,6 +13,9 @@ One event per interaction, whatever its outcome (denials included)::
                       role = the principal's roles, location = unit), requestor
               client (DCM#110153 Source Role ID; who.identifier = SMART client_id); requestor
                       when there is no user (system / backend-service access)
+              operator (v3-ParticipationType#RESP; who.identifier system urn:fkj:operator =
+                      user@host) beside the client of a command-line tool
+                      (fkj.security.audit.operator); not the requestor
               server (DCM#110152 Destination Role ID; the platform)
     source    observer = the platform, type security-source-type#4 (Application Server)
     entity    patient  (audit-entity-type#1 Person, object-role#1 Patient, what = Patient/x)
@@ -66,12 +69,16 @@ PURPOSES = {
     "LEGAL": "legal",
 }
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
+#: an operator running a command-line tool (``user@host``; fkj.security.audit.operator)
+OPERATOR_SYSTEM = "urn:fkj:operator"
 NO_PATIENT_EXTENSION = "http://hl7.no/fhir/StructureDefinition/auditevent-patient-extension"
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _USER_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                           "code": "IRCP", "display": "information recipient"}]}
 _CLIENT_TYPE = {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]}
+_OPERATOR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                              "code": "RESP", "display": "responsible party"}]}
 _SERVER_TYPE = {"coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]}
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
@@ -194,7 +201,8 @@ def build_audit_event(principal: Principal, *, action: str, subtype: str,
             entities.append(_entity(ref, _DATA_ENTITY))
     if query:
         entities.append({"type": _QUERY_ENTITY[0], "role": {**_QUERY_ENTITY[1]},
-                         "query": base64.b64encode(query.encode()).decode("ascii")})
+                         "query": base64.b64encode(
+                             query.encode("utf-8", "backslashreplace")).decode("ascii")})
 
     event: dict[str, Any] = {"resourceType": "AuditEvent", "id": new_id()}
     if len(seen_patients) == 1:
@@ -237,6 +245,15 @@ def _principal_parts(principal: Principal, purpose: str | None, observer: str
         if user is None and principal.organisation:
             client["location"] = {"display": principal.organisation}
         agents.append(client)
+    if user is None and principal.kind == "system" and principal.client_id \
+            and principal.subject and principal.subject != principal.client_id:
+        # a command-line tool run by an operator (fkj.security.audit.operator): the tool
+        # (the system principal) is the requestor; the person who ran it is named too
+        agents.append({"type": _OPERATOR_TYPE,
+                       "who": {"identifier": {"system": OPERATOR_SYSTEM,
+                                              "value": principal.subject},
+                               "display": principal.subject},
+                       "requestor": False})
     agents.append({"type": _SERVER_TYPE, "who": {"display": observer}, "requestor": False})
     source = {
         "site": f"{observer}/{principal.tenant}" if principal.tenant else observer,
@@ -336,5 +353,12 @@ def index_fields(event: dict) -> dict[str, Any]:
         "subtype": subtype[:64],
         "purpose": " ".join(purposes)[:100],
         "outcome": event.get("outcome", ""),
-        "patient_list": patients,
+        # the lookup rows (audit_patient.patient holds 128 characters): a longer reference
+        # is no patient's (FHIR ids have at most 64 characters) and stays in the content
+        # and in ``patients`` only
+        "patient_list": [p for p in patients if len(p) <= MAX_INDEXED_PATIENT],
     }
+
+
+#: the longest patient reference indexed in ``audit_patient``
+MAX_INDEXED_PATIENT = 128

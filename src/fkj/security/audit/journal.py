@@ -46,6 +46,7 @@ from pathlib import Path
 import orjson
 
 from fkj.security.audit.chain import audit_row
+from fkj.security.audit.storable import storable
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,13 @@ class AuditJournal:
             seq, journal = self._seq, self.journal_id
             for row in rows:
                 seq += 1
-                line = orjson.dumps({**row, "t": tenant, "j": seq})
+                try:
+                    line = orjson.dumps({**row, "t": tenant, "j": seq})
+                except orjson.JSONEncodeError:
+                    # a string JSON cannot hold (a lone surrogate from a request): kept
+                    # escaped, as the chain will hold it (fkj.security.audit.storable)
+                    row = storable(row)
+                    line = orjson.dumps({**row, "t": tenant, "j": seq})
                 entries.append(Entry(tenant, seq, row, line, journal))
                 chunks.append(line)
             data = b"\n".join(chunks) + b"\n"

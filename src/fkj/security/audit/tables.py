@@ -77,4 +77,25 @@ audit_journal = Table(
     Column("shipped", BigInteger, nullable=False),
 )
 
-AUDIT_TABLES = (audit_log, audit_patient, audit_head, audit_journal)
+#: audit records that could not be stored as written (:mod:`fkj.security.audit.quarantine`):
+#: each holds the record's bytes as they were (base64) and their sha256, and has a record
+#: in the chain at ``seq`` that names the same sha256 — so the quarantined record is
+#: hash-protected like any other. Append-only, like the log.
+audit_quarantine = Table(
+    "audit_quarantine", metadata,
+    Column("tenant", String(4), primary_key=True),
+    #: the chain record that stands in the quarantined record's place
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    #: when it was quarantined (µs since the epoch)
+    Column("quarantined", BigInteger, nullable=False),
+    #: where it came from: the journal and its position there ("" and 0: not a journal's)
+    Column("journal", String(32), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    #: why the database refused it (its characters made storable)
+    Column("error", Text, nullable=False),
+    #: the record as the database was given it (the journal line), base64
+    Column("record", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+)
+
+AUDIT_TABLES = (audit_log, audit_patient, audit_head, audit_journal, audit_quarantine)

@@ -73,18 +73,28 @@ def register_audit(fkj, *, enabled: bool | None = None) -> AuditWriter:
     if writer is None:
         writer = server_writer(services.engine, enabled=enabled)
         extras["audit_writer"] = writer
-    hooks = services.hooks
-    if guard not in hooks.authorize:
-        hooks.authorize.insert(0, guard)
     if enabled:
-        if audit_writes not in hooks.before_commit:
-            hooks.before_commit.append(audit_writes)
+        register_write_audit(services)
         if audit_response not in fkj.after_response:
             fkj.after_response.append(audit_response)
+    elif guard not in services.hooks.authorize:
+        services.hooks.authorize.insert(0, guard)
     from fkj.fhir import operations
     operations.OPERATIONS.setdefault("tilgangslogg", "tilgangslogg")
     extras[_REGISTERED] = True
     return writer
+
+
+def register_write_audit(services) -> None:
+    """The hooks every path that writes through a repository needs (idempotent): the
+    append-only guard (first) and one AuditEvent per write in its transaction. A server
+    gets them from :func:`register_audit`, a command-line tool from
+    :func:`fkj.security.audit.operator.audited_services`."""
+    hooks = services.hooks
+    if guard not in hooks.authorize:
+        hooks.authorize.insert(0, guard)
+    if audit_writes not in hooks.before_commit:
+        hooks.before_commit.append(audit_writes)
 
 
 def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
@@ -92,7 +102,8 @@ def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
     ``FKJ_AUDIT_READS`` = ``journal`` (default: read records are written to this process's
     audit journal before the answer and chained in batches) or ``database`` (committed to
     the chain before the answer); ``FKJ_AUDIT_READ_SYNC`` = ``normal`` (default) or ``full``
-    (on disk before the answer); ``FKJ_AUDIT_JOURNAL_DIR`` (where journals live)."""
+    (on disk before the answer); ``FKJ_AUDIT_JOURNAL_DIR`` (where journals live). It writes
+    the chains' checkpoints (``FKJ_AUDIT_CHECKPOINT_*``, fkj.security.audit.checkpoints)."""
     from fkj.security.audit.journal import AuditJournal, database_identity, default_directory
 
     reads = os.environ.get("FKJ_AUDIT_READS", "journal")
@@ -105,7 +116,9 @@ def server_writer(engine, *, enabled: bool = True) -> AuditWriter:
     if reads == "journal":
         url = engine.url.render_as_string(hide_password=False)
         journal = AuditJournal(default_directory(url), database_identity(url), sync=sync)
-    return AuditWriter(engine, enabled=enabled, sync=sync, journal=journal)
+    from fkj.security.audit.checkpoints import Checkpointer
+    return AuditWriter(engine, enabled=enabled, sync=sync, journal=journal,
+                       checkpointer=Checkpointer.for_engine(engine) if enabled else None)
 
 
 # ------------------------------------------------------------------------------ hooks

@@ -45,10 +45,21 @@ from fkj.security.audit.chain import (
     append_in_transaction,
     audit_row,
     forget_journal,
+    probe_append,
     shipped_positions,
 )
 from fkj.security.audit.facts import EventFacts, event_of
 from fkj.security.audit.journal import ORPHAN_SCAN, AuditJournal, Entry, orphans
+from fkj.security.audit.quarantine import (
+    INSERT,
+    Quarantined,
+    describe,
+    insert_params,
+    now_us,
+    stand_in,
+    transient,
+)
+from fkj.security.audit.storable import storable
 from fkj.store.backend import scope
 
 log = logging.getLogger(__name__)
@@ -86,6 +97,36 @@ def _materialise(entries: list[Entry]) -> None:
             e.line = orjson.dumps({**e.row, "t": e.tenant, "j": e.seq})
 
 
+def _repaired(entry: Entry) -> Entry | None:
+    """``entry`` with its audit row rebuilt from what it records (the AuditEvent in its
+    content, or its facts), storable; None if that cannot be done or changes nothing."""
+    row = entry.row
+    try:
+        if isinstance(row.get("f"), dict):
+            event = event_of(storable(row["f"]))
+        else:
+            event = orjson.loads(row["content"])
+            if not isinstance(event, dict):
+                return None
+        rebuilt = audit_row(event)
+    except Exception:  # noqa: BLE001 - not repairable: quarantined instead
+        return None
+    if rebuilt == row:
+        return None
+    line = orjson.dumps({**rebuilt, "t": entry.tenant, "j": entry.seq})
+    return Entry(entry.tenant, entry.seq, rebuilt, line, entry.journal)
+
+
+class _Interrupted(Exception):
+    """The database cannot take records now; ``done`` of the entries given were chained
+    (or quarantined) before it stopped."""
+
+    def __init__(self, done: int, error: BaseException):
+        super().__init__(str(error))
+        self.done = done
+        self.error = error
+
+
 def _failed(error: Exception) -> Future:
     fut: Future = Future()
     fut.set_exception(error)
@@ -109,7 +150,7 @@ class AuditWriter:
     def __init__(self, engine: Engine, *, enabled: bool = True, max_batch: int = 5000,
                  timeout: float = 30.0, sync: str = "full", journal: AuditJournal | None = None,
                  ship_interval: float = SHIP_INTERVAL, max_lag: float = MAX_LAG,
-                 max_backlog: int = MAX_BACKLOG, **_ignored):
+                 max_backlog: int = MAX_BACKLOG, checkpointer=None, **_ignored):
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self.sync = sync
@@ -145,10 +186,16 @@ class AuditWriter:
         #: statistics: transactions committed and records written to the chain
         self.commits = 0
         self.records = 0
+        #: records the database refused and that were quarantined by this writer
+        self.quarantined = 0
         if journal is not None and enabled:
             self._committer = threading.Thread(target=self._ship_loop, daemon=True,
                                                name="fkj-audit-ship")
             self._committer.start()
+        #: anchors the chains outside the database (fkj.security.audit.checkpoints)
+        self.checkpointer = checkpointer
+        if checkpointer is not None and enabled:
+            checkpointer.start()
 
     # ------------------------------------------------------------------ public API
     def submit(self, tenant: str, events: Sequence[dict], *, lead: bool | None = True
@@ -249,6 +296,8 @@ class AuditWriter:
         t = self._committer
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
+        if self.checkpointer is not None:
+            self.checkpointer.stop(timeout=min(timeout, 5.0))  # anchors what was chained
 
     # ------------------------------------------------------------------ journal mode
     def _write(self, tenant: str, events: Sequence[dict]) -> Future:
@@ -348,14 +397,15 @@ class AuditWriter:
             for tenant, items in by_tenant.items():
                 entries = [e for e, _ in items]
                 try:
-                    self._append(tenant, entries)
-                except Exception as e:  # noqa: BLE001 - kept and retried; see MAX_LAG
-                    self.last_error = str(e).splitlines()[0][:500]
+                    self._chain(tenant, entries)
+                except _Interrupted as stop:  # kept and retried; see MAX_LAG
+                    self.last_error = describe(stop.error)
                     log.error("chaining %d audit records of tenant %s failed (kept in the "
-                              "journal, retried): %s", len(entries), tenant, self.last_error)
-                    failed.extend(items)
+                              "journal, retried): %s", len(entries) - stop.done, tenant,
+                              self.last_error)
+                    failed.extend(items[stop.done:])
+                    self.records += stop.done
                     continue
-                self.commits += 1
                 self.records += len(entries)
         finally:
             if failed:
@@ -371,18 +421,87 @@ class AuditWriter:
             self._forget(retired)
         return True
 
-    def _append(self, tenant: str, entries: list[Entry]) -> None:
+    def _append(self, tenant: str, entries: list[Entry], then=None) -> None:
         _materialise(entries)
         rows = [e.row for e in entries]
         watermark = (entries[0].journal, entries[-1].seq)
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             append_autonomous_pg(self.engine, tenant, rows, "on", watermark,
-                                 lines=[e.line for e in entries])
+                                 lines=[e.line for e in entries], then=then)
         elif dialect == "sqlite":
-            append_autonomous_sqlite(self.engine, tenant, rows, watermark)
+            append_autonomous_sqlite(self.engine, tenant, rows, watermark, then=then)
         else:  # pragma: no cover - the two backends above are the supported ones
             raise RuntimeError(f"no audit append for {dialect}")
+        self.commits += 1
+
+    # ------------------------------------------------------------------ one bad record
+    def _chain(self, tenant: str, entries: list[Entry], *, probed: bool = False) -> None:
+        """Chain ``entries`` (one tenant's, in journal order). If the database refuses them
+        for what is in them, bisect: chain each half on its own, down to the record it
+        refuses, which is repaired or quarantined (:mod:`fkj.security.audit.quarantine`).
+        Raises :class:`_Interrupted` (with how many of ``entries`` are done) when the
+        database cannot take records now: those left wait in the journal."""
+        try:
+            self._append(tenant, entries)
+            return
+        except Exception as e:
+            if transient(e):
+                raise _Interrupted(0, e) from e
+            error = e
+        if not probed:
+            # does the database take a plain record? If not, it is not these records'
+            # fault: nobody is blamed, they wait (once per shipment, not per half)
+            try:
+                probe_append(self.engine, tenant)
+            except Exception as e:
+                raise _Interrupted(0, e) from e
+        if len(entries) == 1:
+            self._settle(tenant, entries[0], error)
+            return
+        mid = len(entries) // 2
+        self._chain(tenant, entries[:mid], probed=True)
+        try:
+            self._chain(tenant, entries[mid:], probed=True)
+        except _Interrupted as stop:
+            stop.done += mid
+            raise
+
+    def _settle(self, tenant: str, entry: Entry, error: Exception) -> None:
+        """The one record the database refused: chain it repaired, else quarantine it."""
+        repaired = _repaired(entry)
+        if repaired is not None:
+            try:
+                self._append(tenant, [repaired])
+                log.warning("audit record %s:%s of tenant %s was refused as written (%s) and "
+                            "chained rebuilt, its characters made storable", entry.journal,
+                            entry.seq, tenant, describe(error))
+                return
+            except Exception as e:
+                if transient(e):
+                    raise _Interrupted(0, e) from e
+                error = e
+        try:
+            probe_append(self.engine, tenant)  # still the record's fault, not the database's?
+        except Exception as e:
+            raise _Interrupted(0, e) from e
+        row = entry.row
+        q = Quarantined(tenant, entry.line, entry.journal, entry.seq, describe(error),
+                        row if isinstance(row, dict) else None)
+        now = now_us()
+        held = Entry(tenant, entry.seq, audit_row(stand_in(q, now)), b"", entry.journal)
+        held.line = orjson.dumps({**held.row, "t": tenant, "j": entry.seq})
+        try:
+            self._append(tenant, [held],
+                         then=lambda execute, seqs: execute(INSERT,
+                                                            insert_params(q, seqs[0], now)))
+        except Exception as e:
+            raise _Interrupted(0, e) from e
+        self.quarantined += 1
+        log.error("AUDIT RECORD QUARANTINED: tenant %s, journal %s position %s, sha256 %s: "
+                  "the database refused it (%s). The other records are chained; see "
+                  "`fkj audit quarantine list --tenant %s`.", tenant, entry.journal or "-",
+                  entry.seq, q.sha256, q.error, tenant)
 
     def _forget(self, journal_id: str) -> None:
         try:
@@ -404,11 +523,17 @@ class AuditWriter:
                             if e.tenant == tenant and e.seq > done[tenant]]
                     for i in range(0, len(todo), self.max_batch):
                         chunk = todo[i:i + self.max_batch]
-                        self._append(tenant, chunk)
+                        try:
+                            self._chain(tenant, chunk)
+                        except _Interrupted as stop:
+                            n += stop.done
+                            raise stop.error from None
                         n += len(chunk)
             except Exception as e:  # noqa: BLE001 - left in place, retried at the next scan
-                log.error("audit journal %s could not be chained yet: %s", orphan.path, e)
+                log.error("audit journal %s could not be chained yet: %s", orphan.path,
+                          describe(e))
                 orphan.release(delete=False)
+                self.records += n
                 continue
             orphan.release(delete=True)
             if tenants:
@@ -473,25 +598,34 @@ class AuditWriter:
             if fut.set_running_or_notify_cancel():
                 by_tenant.setdefault(tenant, []).append((events, fut))
         for tenant, items in by_tenant.items():
-            try:
-                events = [e for evs, _ in items for e in evs]
-                dialect = self.engine.dialect.name
-                if dialect == "postgresql":
-                    append_autonomous_pg(self.engine, tenant, [audit_row(e) for e in events],
-                                         "off" if self.sync == "normal" else "on")
-                elif dialect == "sqlite":
-                    append_autonomous_sqlite(self.engine, tenant,
-                                             [audit_row(e) for e in events])
-                else:
-                    with scope(self.engine, tenant, write=True) as conn:
-                        append_in_transaction(conn, tenant, events)
-            except Exception as e:  # noqa: BLE001 - reported to every waiting caller
-                log.error("audit commit for tenant %s failed: %s", tenant, e)
-                err = AuditUnavailable(f"the access could not be audited: {e}")
-                for _, fut in items:
-                    fut.set_exception(err)
-                continue
-            self.commits += 1
-            self.records += sum(len(events) for events, _ in items)
+            self._commit_items(tenant, items)
+
+    def _commit_items(self, tenant: str, items: list[tuple[list[dict], Future]]) -> None:
+        """Commit the records of ``items`` in one transaction; if the database refuses them
+        for what is in them, each caller's records on their own, so that only the access
+        whose record cannot be stored is refused."""
+        try:
+            events = [e for evs, _ in items for e in evs]
+            dialect = self.engine.dialect.name
+            if dialect == "postgresql":
+                append_autonomous_pg(self.engine, tenant, [audit_row(e) for e in events],
+                                     "off" if self.sync == "normal" else "on")
+            elif dialect == "sqlite":
+                append_autonomous_sqlite(self.engine, tenant, [audit_row(e) for e in events])
+            else:
+                with scope(self.engine, tenant, write=True) as conn:
+                    append_in_transaction(conn, tenant, events)
+        except Exception as e:  # noqa: BLE001 - reported to the waiting callers
+            if len(items) > 1 and not transient(e):
+                for item in items:
+                    self._commit_items(tenant, [item])
+                return
+            log.error("audit commit for tenant %s failed: %s", tenant, describe(e))
+            err = AuditUnavailable(f"the access could not be audited: {describe(e)}")
             for _, fut in items:
-                fut.set_result(None)
+                fut.set_exception(err)
+            return
+        self.commits += 1
+        self.records += sum(len(events) for events, _ in items)
+        for _, fut in items:
+            fut.set_result(None)
