@@ -15,7 +15,7 @@ resource_version, subscription_state`` afterwards if the plain headers must be g
 data files at once (docs/events.md).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-08
 """
 import orjson
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0014'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
