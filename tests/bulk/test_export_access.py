@@ -41,10 +41,10 @@ def _refusals(fkj_app, tenant) -> list[dict]:
 # every one of these shares the subject of the token that started the export ("fkj-cli",
 # the subject of every `fkj token`) and differs in who or what context it speaks for
 SAME_SUBJECT_OTHERS = {
-    "another client": dict(client_id="another-client", subject="fkj-cli"),
-    "a practitioner": dict(kind="practitioner", hpr_number="9144900", roles=["lege"]),
-    "another fhirUser": dict(fhir_user="Practitioner/other"),
-    "a patient context": dict(patient="p1"),
+    "another client": {"client_id": "another-client", "subject": "fkj-cli"},
+    "a practitioner": {"kind": "practitioner", "hpr_number": "9144900", "roles": ["lege"]},
+    "another fhirUser": {"fhir_user": "Practitioner/other"},
+    "a patient context": {"patient": "p1"},
 }
 
 
@@ -116,7 +116,7 @@ def test_a_job_without_an_owner_is_nobodys(bclient, fkj_app, db, loaded):
 
 
 def test_export_files_are_readable_by_the_server_user_only(bclient, loaded, export_dir):
-    url, s = finish(bclient, kick_off(bclient, _type="Patient,Observation"))
+    url, _ = finish(bclient, kick_off(bclient, _type="Patient,Observation"))
     job_dir = export_dir / bclient.tenant / url.rsplit("/", 1)[1]
     files = sorted(job_dir.iterdir())
     assert [f.name for f in files] == ["Observation.ndjson", "Patient.ndjson"]

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from fkj.errors import InvalidSearch
 from fkj.search.extract import stored_params
+from fkj.search.keys import key, whole
 from fkj.search.options import (
     Options,
     after_cursor,
@@ -696,7 +697,8 @@ class _Builder:
             codes.extend(expand_codes(self.repo, self.conn, v, raw_name,
                                       policy=self._policy(resource, "ValueSet")))
         def build(idx):
-            return or_(*[and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()])
+            return or_(*[and_(idx.c.system == key(s), idx.c.code == key(c))
+                         for s, c in codes] or [false()])
         if modifier == "not-in":
             return not_(self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, True))
         return self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, False)
@@ -706,7 +708,7 @@ class _Builder:
         ors = []
         for v in values:
             system, code, val = token_p.of_type_parts(v, raw_name)
-            ors.append(and_(idx.c.system == f"{system}|{code}", idx.c.code == val))
+            ors.append(and_(idx.c.system == key(f"{system}|{code}"), idx.c.code == key(val)))
         sub = select(idx.c.rid).where(idx.c.tenant == self.tenant,
                                       idx.c.param == p.code + ":of-type",
                                       *([idx.c.type == rtype] if rtype else []), or_(*ors))
@@ -728,6 +730,8 @@ class _Builder:
         idx = INDEX_TABLES[p.type].alias()
         col = idx.c[{"string": "norm", "token": "code", "reference": "target_id",
                      "date": "low", "number": "low", "quantity": "low", "uri": "uri"}[p.type]]
+        if p.type in ("string", "uri"):  # the whole value, not its bounded key
+            col = whole(col, idx.c[f"{col.name}_long"])
         return (select(func.min(col)).where(idx.c.rid == r.c.rid,
                                             self._param_is(idx, rtype, p.code))
                 .scalar_subquery())
