@@ -24,7 +24,9 @@ import orjson
 from sqlalchemy import and_, false, or_, select, true
 
 from fkj.errors import BadRequest, FhirError, Forbidden, InvalidSearch, Issue
+from fkj.search.limits import limits_of
 from fkj.store.backend import scope
+from fkj.store.cancel import statement_guard
 from fkj.store.schema import INDEX_TABLES, resource
 
 PAGE = 2000
@@ -156,10 +158,14 @@ def _filters_by_type(filters: list[str]) -> dict[str, list[list[tuple[str, str]]
 
 def _type_filter_condition(repo, conn, r, rtype: str, queries: list[list[tuple[str, str]]]):
     from fkj.search.engine import _Builder
-    from fkj.search.options import parse_options
-    builder = _Builder(repo, conn, True, [])
+    from fkj.search.limits import check_params
+    from fkj.search.options import parse_options, reject_nul
+    limits = limits_of(repo.services)
+    builder = _Builder(repo, conn, True, [], limits)
     ors = []
     for params in queries:
+        reject_nul(params)
+        check_params(params, limits)
         opts, criteria = parse_options(params, 50, 1000, "none", True)
         if opts.include or opts.revinclude:
             raise InvalidSearch("_typeFilter may not use _include/_revinclude",
@@ -290,8 +296,11 @@ def _export_type(repo, req: ExportRequest, rtype: str, out_dir: Path, queries, p
             if extra is not None:
                 conds.append(extra)
         base = select(r.c.rid, r.c.id, r.c.content).where(and_(*conds)).order_by(r.c.rid)
+        timeout = limits_of(repo.services).timeout
         while True:
-            rows = conn.execute(base.where(r.c.rid > last_rid).limit(PAGE)).all()
+            # each page's statement under the search timeout (a _typeFilter is a search)
+            with statement_guard(conn, timeout, expression=["_typeFilter"]):
+                rows = conn.execute(base.where(r.c.rid > last_rid).limit(PAGE)).all()
             if not rows:
                 break
             fh.write("\n".join(row.content for row in rows).encode() + b"\n")
