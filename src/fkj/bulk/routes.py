@@ -14,7 +14,9 @@ Every request is checked twice (see :mod:`fkj.bulk.jobs` for who owns a job):
    ``Observation.ndjson`` when it may not read Observation, and the manifest it polls lists
    only the files it may download. ``error.ndjson`` (OperationOutcomes) needs only (1).
 
-Every file served, and every refusal of an authenticated caller, is audited (``$export``).
+Every refusal of an authenticated caller is audited (``$export``, outcome 4); what a file
+holds was audited page by page, to the owner, when it was written (only the owner can fetch
+it).
 Expired jobs → 410, unknown ones → 404. Wire with ``fkj.extra_routes.extend(export_routes(
 fkj))`` before ``create_app``.
 """
@@ -130,7 +132,6 @@ def export_routes(fkj) -> list[Route]:
                       f"token's scopes do not allow reading {rtype}", "4")
                 raise Forbidden(f"the token's scopes do not allow reading {rtype}, so it may "
                                 f"not download {name}")
-            audit(job.tenant, principal, job.id, f"download of {name}", "0")
             return FileResponse(path, media_type=NDJSON)
         except FhirError as e:
             return to_response(outcome_for(e))
