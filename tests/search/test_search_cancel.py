@@ -154,3 +154,63 @@ def test_a_client_that_disconnects_stops_its_search(db, fkj_app, live_server, co
             sock.close()  # the client goes away
         assert _wait(lambda: _running_statements(db) == 0, 5), \
             "the search went on after its client had gone"
+
+
+def test_a_killed_server_leaves_no_search_running(db, fkj_app, costly_tenant):
+    """The finding: the statement went on for minutes after client *and server* were gone.
+    A `fkj serve` killed (SIGKILL) mid-search: PostgreSQL ends the statement within about a
+    second (``client_connection_check_interval``), not when it is done."""
+    if db.backend != "postgresql":
+        pytest.skip("an embedded SQLite search ends with its process")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    import httpx
+
+    from tests.conftest import BASE_URL
+    from tests.ports import free_port
+
+    name = f"fkj_gone_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {**os.environ, "FKJ_DATABASE_URL": f"{db.url}&application_name={name}",
+           "FKJ_BASE_URL": BASE_URL, "FKJ_SEARCH_TIMEOUT": "300",
+           "FKJ_SEARCH_MAX_VALUES": "250"}
+    proc = subprocess.Popen([sys.executable, "-m", "fkj", "serve", "--port", str(port),
+                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def searching() -> int:
+        with db.owner_engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :n "
+                "AND state = 'active' AND query LIKE '%idx_string%'"), {"n": name}).scalar()
+
+    try:
+        assert _wait(lambda: _answers(httpx, port, costly_tenant), 60), "no server"
+        token = auth_headers(fkj_app, costly_tenant)["Authorization"]
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall((f"GET /fhir/{costly_tenant}/Patient?{urlencode(COSTLIER)} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nAuthorization: {token}\r\n\r\n").encode())
+        assert _wait(lambda: searching() > 0, 20), "the search never ran"
+        time.sleep(0.5)
+        assert searching() > 0
+        os.kill(proc.pid, signal.SIGKILL)  # the server is gone (and its client with it)
+        proc.wait(10)
+        sock.close()
+        assert _wait(lambda: searching() == 0, 5), \
+            "the search went on after the server was gone"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _answers(httpx, port: int, tenant: str) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/fhir/{tenant}/metadata",
+                         timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -79,14 +79,23 @@ def whole(column, long_column):
 def stored_rows(table: str, rows: list[tuple]) -> list[tuple]:
     """``extract`` rows of ``table`` → the rows written (keys, companions, composite rows
     flattened to their columns; see the module docstring)."""
+    # (on every write: plain loops, no work on the usual short values)
     if table == "string":
-        return [(p, n, e, None) if len(n) < KEY_CHARS and len(e) < KEY_CHARS
-                else (p, key(n), key(e), n if is_long(n) else None) for p, n, e in rows]
+        out = []
+        for p, n, e in rows:
+            if len(n) < KEY_CHARS and len(e) < KEY_CHARS:
+                out.append((p, n, e, None))
+            else:
+                out.append((p, key(n), key(e), n if len(n) >= KEY_CHARS else None))
+        return out
     if table == "uri":
         return [(p, u, None) if len(u) < KEY_CHARS else (p, key(u), u) for p, u in rows]
-    if table in ("token", "quantity"):
-        if any(is_long(r[1]) or is_long(r[2]) for r in rows):
-            return [(r[0], key(r[1]), key(r[2]), *r[3:]) for r in rows]
+    if table == "token" or table == "quantity":
+        for r in rows:
+            s, c = r[1], r[2]
+            if (type(s) is str and len(s) >= KEY_CHARS) or (type(c) is str
+                                                             and len(c) >= KEY_CHARS):
+                return [(r[0], key(r[1]), key(r[2]), *r[3:]) for r in rows]
         return rows
     if table == "composite":
         from fkj.search.composite import flatten

@@ -34,7 +34,6 @@ Each may be set up to :data:`CEILING` (params, repeats and values 250). Chains a
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -102,10 +101,8 @@ def check_params(params: Iterable[tuple[str, str]], limits: SearchLimits) -> Non
     ...
     fkj.errors.InvalidSearch: parameter name is given 11 times; at most 10 are allowed (FKJ_SEARCH_MAX_REPEATS)
     """
-    from fkj.search.parse import split_values
-
     criteria = includes = 0
-    repeated: Counter[str] = Counter()
+    repeated: dict[str, int] = {}
     for name, value in params:
         base = name.split(":", 1)[0]
         if base in ("_include", "_revinclude"):
@@ -126,13 +123,13 @@ def check_params(params: Iterable[tuple[str, str]], limits: SearchLimits) -> Non
         if criteria > limits.params:
             raise too_costly(f"the search has more than {limits.params} parameters "
                              f"({ENV['params']}); {name} is one too many", name)
-        repeated[name] += 1
-        if repeated[name] > limits.repeats:
-            n = sum(1 for k, _ in params if k == name) if isinstance(params, list) \
-                else repeated[name]
+        seen = repeated[name] = repeated.get(name, 0) + 1
+        if seen > limits.repeats:
+            n = sum(1 for k, _ in params if k == name) if isinstance(params, list) else seen
             raise too_costly(f"parameter {name} is given {n} times; at most "
                              f"{limits.repeats} are allowed ({ENV['repeats']})", name)
         if base != "_type" and value.count(",") >= limits.values:
+            from fkj.search.parse import split_values
             n = len(split_values(value))
             if n > limits.values:
                 raise too_costly(f"parameter {name} has {n} values; at most {limits.values} "
