@@ -113,7 +113,7 @@ async def run_in_thread(request, func: Callable[..., Any], *args: Any) -> Any:
     when the client disconnects (see the module docstring)."""
     from starlette.concurrency import run_in_threadpool
 
-    method, path = request.method, request.url.path
+    method, path = request.method, request.scope.get("path", "")
     if method not in ("GET", "HEAD") and not (method == "POST" and path.endswith("/_search")):
         return await run_in_threadpool(func, *args)
     cancellation = Cancellation()
