@@ -30,6 +30,7 @@ from fkj.fhir.outcomes import operation_outcome, outcome_for
 from fkj.fhir.request import FhirRequest, FhirResponse
 from fkj.repository.repository import Repository
 from fkj.repository.services import Services
+from fkj.store.cancel import run_in_thread
 from fkj.store.engine import make_engine
 from fkj.store.faults import fault_for
 from fkj.types import Principal
@@ -269,7 +270,8 @@ def create_app(fkj: FkjApp) -> Starlette:
                 except FhirError as e:
                     resp = outcome_for(e)
         else:
-            resp = await run_in_threadpool(_safe_handle, fkj, req, principal)
+            # a read's searches stop when its client goes away (fkj.store.cancel)
+            resp = await run_in_thread(request, _safe_handle, fkj, req, principal)
         if request.method == "HEAD":
             resp.body = None
         return to_response(resp, pretty=request.query_params.get("_pretty") == "true")

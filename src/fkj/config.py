@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fkj.search.limits import SearchLimits
+
 DEFAULT_DATA_DIR = Path("fkj-data")
 
 
@@ -29,6 +31,9 @@ class Settings:
         os.environ.get("FKJ_AUTH_DISABLED") == "1" and os.environ.get("FKJ_DEMO") == "1"))
     #: search indexing at write time; switched off only to measure its cost (FKJ_INDEXING=0)
     indexing: bool = field(default_factory=lambda: os.environ.get("FKJ_INDEXING", "1") != "0")
+    #: what one search may cost: parameter counts and the statement timeout
+    #: (FKJ_SEARCH_*, see fkj.search.limits)
+    search_limits: SearchLimits = field(default_factory=SearchLimits.from_env)
     #: trusted external token issuers (JSON list), see fkj.security
     trusted_issuers: str = field(default_factory=lambda: os.environ.get("FKJ_TRUSTED_ISSUERS", "[]"))
 

@@ -13,10 +13,11 @@ from fkj.types import Principal
 def wire(fkj: FkjApp) -> FkjApp:
     from fkj.search.registry import default_registry
 
-    from fkj.search.tenant_registry import invalidate_on_commit
+    from fkj.search.tenant_registry import check_search_parameters, invalidate_on_commit
 
     fkj.services.extras.setdefault("registry", default_registry())
     fkj.services.hooks.after_commit.append(invalidate_on_commit)
+    fkj.services.hooks.before_commit.append(check_search_parameters)
     if fkj.settings.demo:
         fkj.directory = _demo_directory(fkj)
     if fkj.settings.auth_enabled:

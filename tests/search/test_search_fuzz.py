@@ -27,7 +27,8 @@ PIECES = ["", "x", "1", "eq", "ne2024", "ap1e5", "gt-1", "sa2024-02-30", "2024-1
           "Patient/x", "http://h/Patient/1", "true", "maybe", "*", "Observation:subject",
           "family,-birthdate", "-", "%", "_", "'; DROP TABLE resource; --", "ø", "🙂",
           "\x00", "ValueSet/none", "a|b|c", base64.urlsafe_b64encode(b'[{"a":1},2]').decode(),
-          base64.urlsafe_b64encode(b'["x",5]').decode(), "null"]
+          base64.urlsafe_b64encode(b'["x",5]').decode(), "null",
+          "Storm" * 60, "ø" * 3000]  # past the 200 characters of a bounded key
 
 
 @settings(max_examples=150, deadline=None,

@@ -24,6 +24,8 @@ import sqlite3
 from typing import Any
 
 from fkj.errors import FhirError
+from fkj.search.keys import VALUE_COLUMNS as _VALUE_TABLES
+from fkj.search.keys import stored_rows
 
 ERR = 0
 OK = 1
@@ -197,9 +199,7 @@ class WorkState:
         out = {}
         for table, rows in op.index.items():
             if rows and table in _VALUE_TABLES:
-                if table == "composite":
-                    rows = [flatten(row) for row in rows]
-                out[table] = rows
+                out[table] = stored_rows(table, rows)
         return out
 
     def _index(self, op) -> dict[str, bytes]:
@@ -212,8 +212,7 @@ class WorkState:
         out = {}
         for table, rows in op.index.items():
             if rows and table in _VALUE_TABLES:
-                if table == "composite":
-                    rows = [flatten(row) for row in rows]
+                rows = stored_rows(table, rows)
                 if fast:
                     text = head + sep.join(["\t".join(map(str, row)) for row in rows]) + "\n"
                     if "None" in text:
@@ -225,9 +224,7 @@ class WorkState:
         return out
 
 
-from fkj.events.subscriptions import not_importable
-from fkj.repository.unit_of_work import _VALUE_COLUMNS as _VALUE_TABLES  # noqa: E402
-from fkj.search.composite import flatten  # noqa: E402
+from fkj.events.subscriptions import not_importable  # noqa: E402
 
 # ---------------------------------------------------------------------------- processes
 _state: WorkState | None = None

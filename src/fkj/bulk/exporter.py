@@ -4,12 +4,17 @@ Shared by ``$export`` (worker thread, the requesting principal) and ``fkj export
 principal). Every query applies the access policy's ``search_filters`` hooks for the
 principal, so a client gets only what it may read; single resources read by id (the Group of
 a Group export) go through :meth:`Repository.read` and so ``check_result``. ``_typeFilter``
-queries are compiled by the search engine's own criterion builder.
+queries are compiled by the search engine's own criterion builder, under the same limits
+as any search (:mod:`fkj.search.limits`).
+
+The files hold patient data: they are created readable by the server's user only (mode
+0600), in directories created with mode 0700 (:func:`private_dir`, :func:`private_file`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,11 +24,38 @@ import orjson
 from sqlalchemy import and_, false, or_, select, true
 
 from fkj.errors import BadRequest, FhirError, Forbidden, InvalidSearch, Issue
+from fkj.search.limits import limits_of
 from fkj.store.backend import scope
+from fkj.store.cancel import statement_guard
 from fkj.store.schema import INDEX_TABLES, resource
 
 PAGE = 2000
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents with mode 0700 (only the server's user may
+    list or enter them). ``mkdir``'s mode is masked by the umask, hence the ``chmod``;
+    directories that exist already are left as they are."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # a file that existed keeps its mode through O_CREAT
+    return fd
+
+
+def private_file(path: Path):
+    """``open(path, "wb")`` for a file only the server's user may read (mode 0600)."""
+    return open(path, "wb", opener=_private_opener)
 
 
 def parse_since(value: str) -> int:
@@ -126,10 +158,14 @@ def _filters_by_type(filters: list[str]) -> dict[str, list[list[tuple[str, str]]
 
 def _type_filter_condition(repo, conn, r, rtype: str, queries: list[list[tuple[str, str]]]):
     from fkj.search.engine import _Builder
-    from fkj.search.options import parse_options
-    builder = _Builder(repo, conn, True, [])
+    from fkj.search.limits import check_params
+    from fkj.search.options import parse_options, reject_nul
+    limits = limits_of(repo.services)
+    builder = _Builder(repo, conn, True, [], limits)
     ors = []
     for params in queries:
+        reject_nul(params)
+        check_params(params, limits)
         opts, criteria = parse_options(params, 50, 1000, "none", True)
         if opts.include or opts.revinclude:
             raise InvalidSearch("_typeFilter may not use _include/_revinclude",
@@ -187,7 +223,7 @@ def run_export(repo, req: ExportRequest, out_dir: Path, *, job: str | None = Non
     from fkj.search.compartments import member_types
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     result = ExportResult(req.transaction_time)
     issues: list[Issue] = []
     engine, tenant = repo.services.engine, repo.tenant
@@ -232,7 +268,7 @@ def run_export(repo, req: ExportRequest, out_dir: Path, *, job: str | None = Non
     if issues:
         result.errors = len(issues)
         result.error_file = "error.ndjson"
-        with open(out_dir / "error.ndjson", "wb") as fh:
+        with private_file(out_dir / "error.ndjson") as fh:
             for issue in issues:
                 fh.write(orjson.dumps({"resourceType": "OperationOutcome",
                                        "issue": [issue.to_fhir()]}) + b"\n")
@@ -246,7 +282,7 @@ def _export_type(repo, req: ExportRequest, rtype: str, out_dir: Path, queries, p
     path = out_dir / f"{rtype}.ndjson"
     n = 0
     last_rid = 0
-    with scope(repo.services.engine, tenant) as conn, open(path, "wb") as fh:
+    with scope(repo.services.engine, tenant) as conn, private_file(path) as fh:
         conds = [r.c.tenant == tenant, r.c.type == rtype, r.c.deleted.is_(False),
                  r.c.last_updated <= req.transaction_time]
         if req.since is not None:
@@ -260,8 +296,11 @@ def _export_type(repo, req: ExportRequest, rtype: str, out_dir: Path, queries, p
             if extra is not None:
                 conds.append(extra)
         base = select(r.c.rid, r.c.id, r.c.content).where(and_(*conds)).order_by(r.c.rid)
+        timeout = limits_of(repo.services).timeout
         while True:
-            rows = conn.execute(base.where(r.c.rid > last_rid).limit(PAGE)).all()
+            # each page's statement under the search timeout (a _typeFilter is a search)
+            with statement_guard(conn, timeout, expression=["_typeFilter"]):
+                rows = conn.execute(base.where(r.c.rid > last_rid).limit(PAGE)).all()
             if not rows:
                 break
             fh.write("\n".join(row.content for row in rows).encode() + b"\n")

@@ -1,6 +1,16 @@
 """Export jobs: state in ``bulk_export_job`` (so status survives across requests), the work in
 a daemon thread of the server process, the files under the export directory.
 
+Who owns a job (:func:`owner_of`): the principal that started it — the same person or
+system (kind, subject, HPR number, fødselsnummer, fhirUser) through the same client, in the
+same tenant and context (launch patient, unit, organisation, roles). Not the token itself:
+a SMART Backend Services client gets a new token every few minutes and must poll and
+download an export that outlives it. Not the scopes either: those are checked on every
+status request and download for each file's type (:mod:`fkj.bulk.routes`), so a narrower
+token of the owner gets only what it may read. Tokens that share all of these (``fkj
+token`` gives every token the subject and client ``fkj-cli``) are one owner, told apart
+only by their scopes.
+
 Settings: ``FKJ_EXPORT_DIR`` (default ``./fkj-data/exports``; ``services.extras
 ["bulk_export_dir"]`` overrides it) and ``FKJ_EXPORT_TTL`` seconds (default 3600) after
 completion before status and files expire.
@@ -8,6 +18,7 @@ completion before status and files expire.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -55,13 +66,23 @@ class Job:
     progress: str
     manifest: str | None
     directory: str
+    owner: str | None = None
 
     @property
     def expired(self) -> bool:
         return self.expires is not None and now_us() > self.expires
 
     def owned_by(self, principal) -> bool:
-        return principal.subject == self.subject and principal.client_id == self.client_id
+        return self.owner is not None and owner_of(principal) == self.owner
+
+
+def owner_of(principal) -> str:
+    """The owner key of what ``principal`` starts (see the module docstring): a SHA-256 of
+    its identity and context, without its scopes and without the token's own identity."""
+    p = principal
+    who = [p.tenant, p.kind, p.subject, p.client_id, p.hpr_number, p.pid, p.fhir_user,
+           p.patient, p.unit, p.organisation, sorted(p.roles)]
+    return hashlib.sha256(orjson.dumps(who)).hexdigest()
 
 
 def get_job(engine, tenant: str, job_id: str) -> Job | None:
@@ -87,7 +108,9 @@ def start(services, principal, tenant: str, req: ExportRequest, request_url: str
     directory = export_dir(services) / tenant / job_id
     now = now_us()
     values = dict(id=job_id, tenant=tenant, status="queued", level=req.level,
-                  subject=principal.subject, client_id=principal.client_id,
+                  subject=principal.subject[:200],
+                  client_id=principal.client_id[:200] if principal.client_id else None,
+                  owner=owner_of(principal),
                   request=request_url, params=req.to_json(),
                   transaction_time=req.transaction_time, created=now, updated=now,
                   expires=None, progress="queued", manifest=None,

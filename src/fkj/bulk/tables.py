@@ -37,9 +37,12 @@ bulk_export_job = Table(
     Column("status", String(16), nullable=False),
     #: system | patient | group
     Column("level", String(16), nullable=False),
-    #: the requesting principal: only the same subject and client may poll and download
+    #: the requesting principal (for people reading the table; the check uses ``owner``)
     Column("subject", String(200), nullable=False),
     Column("client_id", String(200), nullable=True),
+    #: who may poll, cancel and download: :func:`fkj.bulk.jobs.owner_of` the principal that
+    #: started it (migration 0015; a job without one is nobody's)
+    Column("owner", String(64), nullable=True),
     #: the kick-off request URL (manifest ``request``)
     Column("request", Text, nullable=False),
     #: the parsed parameters (JSON)

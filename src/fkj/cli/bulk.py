@@ -136,7 +136,8 @@ def export_command(
     except FhirError as e:
         console.print(f"[red]FATAL[/red]: {e.diagnostics}")
         raise typer.Exit(2)
-    out.mkdir(parents=True, exist_ok=True)
+    from fkj.bulk.exporter import private_dir
+    private_dir(out)  # the files are 0600 in any case; a directory made here is 0700
     bar = _progress(f"export {tenant}") if progress else None
     task = bar.add_task("export", total=None) if bar else None
 

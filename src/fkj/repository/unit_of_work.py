@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from fkj.errors import Unprocessable
+from fkj.search.keys import INDEX_COLUMNS, stored_rows  # the rows as written (bounded keys)
+from fkj.search.keys import VALUE_COLUMNS as _VALUE_COLUMNS
 from fkj.store import bulk
 from fkj.store import resources as sql
 from fkj.store.schema import INDEX_TABLES, event_log, resource, resource_version
@@ -136,17 +138,6 @@ RESOURCE_COLUMNS = ("rid", "tenant", "type", "id", "version", "last_updated", "d
 VERSION_COLUMNS = ("tenant", "type", "id", "version", "seq", "last_updated", "method", "deleted",
                    "content")
 EVENT_COLUMNS = ("tenant", "seq", "type", "id", "version", "action", "time", "actor")
-_VALUE_COLUMNS = {
-    "string": ("norm", "exact"),
-    "token": ("system", "code", "text"),
-    "reference": ("target_type", "target_id", "url", "ident_system", "ident_value"),
-    "date": ("low", "high"),
-    "number": ("low", "high"),
-    "quantity": ("system", "code", "low", "high"),
-    "uri": ("uri",),
-    "composite": tuple(f"c{i}_{k}" for i in (1, 2, 3) for k in ("s", "v", "t", "lo", "hi")),
-}
-INDEX_COLUMNS = {k: ("tenant", "rid", "type", "param", *v) for k, v in _VALUE_COLUMNS.items()}
 
 
 def _index_rows(tenant: str, op: Prepared, out: dict[str, list[tuple]]) -> None:
@@ -154,7 +145,4 @@ def _index_rows(tenant: str, op: Prepared, out: dict[str, list[tuple]]) -> None:
     for table, rows in op.index.items():
         if table not in _VALUE_COLUMNS or not rows:
             continue
-        if table == "composite":  # nested component tuples → the table's flat columns
-            from fkj.search.composite import flatten
-            rows = [flatten(row) for row in rows]
-        out.setdefault(table, []).extend(head + tuple(row) for row in rows)
+        out.setdefault(table, []).extend(head + tuple(row) for row in stored_rows(table, rows))

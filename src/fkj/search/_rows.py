@@ -174,6 +174,9 @@ def b_token_any(p: str, v: Any, out: list) -> None:
 
 
 # --------------------------------------------------------------------------- references
+#: what fits the reference table's target_type / target_id (a resource type, an id)
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}\Z")
+_ID = re.compile(r"[A-Za-z0-9.-]{1,64}\Z")
 _REL = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9.-]{1,64})(?:/_history/[A-Za-z0-9.-]{1,64})?\Z")
 _ABS = re.compile(r"https?://\S*?/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9.-]{1,64})"
                   r"(?:/_history/[A-Za-z0-9.-]{1,64})?\Z")
@@ -204,8 +207,9 @@ def b_ref(p: str, v: Any, out: list) -> None:
         else:
             out.append((p, None, None, r, isys, ival))
     elif isys is not None or ival is not None:
-        t = v.get("type")
-        out.append((p, t if type(t) is str else None, None, None, isys, ival))
+        t = v.get("type")  # a resource type; anything else (an absolute URL) is not stored
+        out.append((p, t if type(t) is str and _TYPE.match(t) else None, None, None, isys,
+                    ival))
 
 
 def b_canon(p: str, v: Any, out: list) -> None:
@@ -218,7 +222,8 @@ def b_canon(p: str, v: Any, out: list) -> None:
 
 
 def b_resource(p: str, v: Any, out: list) -> None:
-    if type(v) is dict and v.get("resourceType") and v.get("id"):
+    if type(v) is dict and type(v.get("resourceType")) is str and type(v.get("id")) is str \
+            and _TYPE.match(v["resourceType"]) and _ID.match(v["id"]):
         out.append((p, v["resourceType"], v["id"], None, None, None))
 
 

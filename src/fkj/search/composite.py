@@ -13,6 +13,11 @@ uri        uri, -, -, -, -
 reference  target_type, target_id, url, -, -
 =========  ============================================
 
+The ``s`` and ``v`` slots hold :func:`fkj.search.keys.key` of their values (the lookup index
+holds ``c1_v`` and ``c1_s``); a string or uri component whose value is keyed keeps its whole
+value in its (otherwise unused) ``t`` slot, which ``:contains`` / starts-with / ``:below``
+read (see :mod:`fkj.search.keys`).
+
 A search value has one part per component, separated by an unescaped ``$``; each part is
 matched by the component's own predicate builder against that component's slots, and all the
 parts must hold for the *same* index row (so the code and the value come from the same
@@ -27,6 +32,7 @@ from types import SimpleNamespace
 from sqlalchemy import and_, or_, true
 
 from fkj.errors import InvalidSearch
+from fkj.search.keys import is_long, key
 from fkj.store.schema import idx_composite
 
 SLOTS = ("s", "v", "t", "lo", "hi")
@@ -38,17 +44,19 @@ def _flat(comp) -> tuple:
     n = len(comp)
     if n == 0:
         return _EMPTY
-    if n == 1:
-        return (comp[0], None, None, None, None)
+    if n == 1:  # uri
+        u = comp[0]
+        return (key(u), None, u if is_long(u) else None, None, None)
     if n == 2:
         if all(x is None or isinstance(x, (int, float)) for x in comp):
             return (None, None, None, comp[0], comp[1])
-        return (comp[0], comp[1], None, None, None)
+        norm = comp[0]  # string: (norm, exact)
+        return (key(norm), key(comp[1]), norm if is_long(norm) else None, None, None)
     if n == 3:
-        return (comp[0], comp[1], comp[2], None, None)
+        return (key(comp[0]), key(comp[1]), comp[2], None, None)
     if n == 4:
-        return (comp[0], comp[1], None, comp[2], comp[3])
-    return (comp[0], comp[1], comp[2], None, None)
+        return (key(comp[0]), key(comp[1]), None, comp[2], comp[3])
+    return (key(comp[0]), key(comp[1]), comp[2], None, None)
 
 
 def flatten(row: tuple) -> tuple:
@@ -74,9 +82,9 @@ def _columns(idx, i: int, ctype: str) -> SimpleNamespace:
     elif ctype in ("date", "number"):
         cols = dict(low=lo, high=hi)
     elif ctype == "string":
-        cols = dict(norm=s, exact=v)
+        cols = dict(norm=s, exact=v, norm_long=t)
     elif ctype == "uri":
-        cols = dict(uri=s)
+        cols = dict(uri=s, uri_long=t)
     else:  # reference
         cols = dict(target_type=s, target_id=v, url=t, ident_system=t, ident_value=t)
     return SimpleNamespace(c=SimpleNamespace(**cols))

@@ -28,6 +28,8 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from fkj.errors import InvalidSearch
 from fkj.search.extract import stored_params
+from fkj.search.keys import key, whole
+from fkj.search.limits import check_params, limits_of, too_costly
 from fkj.search.options import (
     Options,
     after_cursor,
@@ -43,6 +45,7 @@ from fkj.search.params import token as token_p
 from fkj.search.params import uri as uri_p
 from fkj.search.parse import RESULT_PARAMS, parse_name, split_values
 from fkj.search.registry import SearchParam
+from fkj.store.cancel import statement_guard
 from fkj.store.schema import INDEX_TABLES, resource
 
 MAX_CHAIN_DEPTH = 8
@@ -74,13 +77,33 @@ class SearchResult:
 def run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str, str]],
                *, strict: bool = False, default_count: int = 50, max_count: int = 1000,
                default_total: str = "auto") -> SearchResult:
-    types = [rtype] if rtype else None
+    """One page of a search. Its parameters must keep within the server's limits
+    (:mod:`fkj.search.limits`), and its statements run under the statement timeout and
+    stop when the client goes away (:func:`fkj.store.cancel.statement_guard`)."""
     reject_nul(params)
+    limits = limits_of(repo.services)
+    check_params(params, limits)
+    with _guarded(conn, limits, params):
+        return _run_search(repo, conn, rtype, params, strict, default_count, max_count,
+                           default_total, limits)
+
+
+def _guarded(conn: Connection, limits, params, restore: bool = False):
+    """:func:`statement_guard` with this search's PostgreSQL settings: each statement is
+    planned for its own parameter values (``plan_cache_mode``, see below)."""
+    names = list(dict.fromkeys(k for k, _ in params)) or ["_id"]
+    return statement_guard(conn, limits.timeout, settings=_CUSTOM_PLANS, restore=restore,
+                           expression=names)
+
+
+def _run_search(repo, conn: Connection, rtype: str | None, params: list[tuple[str, str]],
+                strict: bool, default_count: int, max_count: int, default_total: str,
+                limits) -> SearchResult:
+    types = [rtype] if rtype else None
     opts, criteria_params = parse_options(params, default_count, max_count, default_total,
                                           strict)
-    _custom_plans(conn)
     warnings: list[str] = []
-    builder = _Builder(repo, conn, strict, warnings)
+    builder = _Builder(repo, conn, strict, warnings, limits)
     if rtype is None:
         type_param = [v for k, v in criteria_params if k == "_type"]
         criteria_params = [(k, v) for k, v in criteria_params if k != "_type"]
@@ -207,9 +230,18 @@ def _estimate(conn: Connection, stmt) -> int | None:
 
 def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]],
               limit: int = 2) -> list[str]:
-    builder = _Builder(repo, conn, True, [])
+    """Ids of up to ``limit`` resources matching ``criteria`` (conditional interactions,
+    subscription criteria), under the same limits and statement timeout as a search; the
+    timeout is put back afterwards, as the caller's write transaction goes on."""
     reject_nul(criteria)
-    _custom_plans(conn)
+    limits = limits_of(repo.services)
+    check_params(criteria, limits)
+    with _guarded(conn, limits, criteria, restore=True):
+        return _match_ids(repo, conn, rtype, criteria, limit, limits)
+
+
+def _match_ids(repo, conn, rtype, criteria, limit, limits) -> list[str]:
+    builder = _Builder(repo, conn, True, [], limits)
     r = MAIN
     conds = []
     for name, value in criteria:
@@ -228,17 +260,15 @@ def match_ids(repo, conn: Connection, rtype: str, criteria: list[tuple[str, str]
     return [x.id for x in conn.execute(select(r.c.id).where(and_(*conds)).limit(limit))]
 
 
-def _custom_plans(conn: Connection) -> None:
-    """PostgreSQL: plan every statement of this transaction for its parameter values.
-
-    psycopg prepares a statement it has run five times on a connection, and PostgreSQL then
-    switches to a generic plan (one for any parameter values) when its estimate looks no
-    worse. A search's cost depends on the values — a date range of a month or of ten years,
-    a rare or a common code — and the generic plan of the bench's Observation
-    subject+code+date search took 0.3–1 s instead of 5 ms. ``SET LOCAL`` ends with the
-    transaction, so other statements on the pooled connection are not affected."""
-    if conn.dialect.name == "postgresql" and conn.in_transaction():
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+#: PostgreSQL: plan every statement of the search's transaction for its parameter values.
+#: psycopg prepares a statement it has run five times on a connection, and PostgreSQL then
+#: switches to a generic plan (one for any parameter values) when its estimate looks no
+#: worse. A search's cost depends on the values — a date range of a month or of ten years,
+#: a rare or a common code — and the generic plan of the bench's Observation
+#: subject+code+date search took 0.3–1 s instead of 5 ms. The setting is local to the
+#: transaction, so other statements on the pooled connection are not affected; it is made
+#: in the statement that sets the statement timeout (fkj.store.cancel.statement_guard).
+_CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 
 
 #: the main resource alias of every search statement: one long-lived object, so that
@@ -325,8 +355,14 @@ def _shortest(conn: Connection, drivers: list[tuple[str, Any]]) -> tuple[int, bo
 
 # ---------------------------------------------------------------------------- builder
 class _Builder:
-    def __init__(self, repo, conn: Connection, strict: bool, warnings: list[str]):
+    def __init__(self, repo, conn: Connection, strict: bool, warnings: list[str],
+                 limits=None):
         self.repo = repo
+        self.limits = limits or limits_of(repo.services)
+        #: the top-level parameter being built and the sub-searches its chains and _has
+        #: expanded to so far (at most ``limits.chain_branches``)
+        self._top = ""
+        self._branches = 0
         self.conn = conn
         self.tenant = repo.tenant
         self.strict = strict
@@ -388,6 +424,8 @@ class _Builder:
         return self.registry.get(rtype, code)
 
     def criterion(self, r, rtype: str | None, raw_name: str, value: str, depth: int = 0):
+        if depth == 0:
+            self._top, self._branches = raw_name, 0
         if depth > MAX_CHAIN_DEPTH:
             raise InvalidSearch(f"{raw_name}: chains deeper than {MAX_CHAIN_DEPTH} are not "
                                 "supported", expression=raw_name)
@@ -481,6 +519,17 @@ class _Builder:
         if p.type == "token" and modifier == "not":
             return not_(cond)
         return cond
+
+    def _branch(self) -> None:
+        """Count one sub-search of the top-level parameter (a chain's target type, a
+        ``_has``): without a bound, a chain through parameters with many target types
+        multiplied at every level."""
+        self._branches += 1
+        if self._branches > self.limits.chain_branches:
+            raise too_costly(f"{self._top} expands to more than {self.limits.chain_branches} "
+                             "sub-searches (target types × chain levels; "
+                             "FKJ_SEARCH_MAX_CHAIN); name the target types "
+                             "(subject:Patient.name)", self._top)
 
     def _has_row(self, r, table, code: str, rtype, build, correlated: bool):
         """``r`` has a row of ``table`` for parameter ``code`` satisfying ``build(idx)``:
@@ -595,6 +644,7 @@ class _Builder:
             if not inner_name.startswith("_has") and self.param(t, parse_name(inner_name)[0]) is None \
                     and parse_name(inner_name)[0] not in ("_id", "_lastUpdated"):
                 continue
+            self._branch()
             t_r = resource.alias()
             inner = self.criterion(t_r, t, rest, value, depth + 1)
             if inner is None:
@@ -628,6 +678,7 @@ class _Builder:
         if p is None or p.type != "reference":
             raise InvalidSearch(f"{raw_name}: {other} has no reference parameter {ref_param}",
                                 expression=raw_name)
+        self._branch()
         o_r = resource.alias()
         inner = self.criterion(o_r, other, inner_name, value, depth + 1)
         if inner is None:
@@ -696,7 +747,8 @@ class _Builder:
             codes.extend(expand_codes(self.repo, self.conn, v, raw_name,
                                       policy=self._policy(resource, "ValueSet")))
         def build(idx):
-            return or_(*[and_(idx.c.system == s, idx.c.code == c) for s, c in codes] or [false()])
+            return or_(*[and_(idx.c.system == key(s), idx.c.code == key(c))
+                         for s, c in codes] or [false()])
         if modifier == "not-in":
             return not_(self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, True))
         return self._has_row(r, INDEX_TABLES["token"], p.code, rtype, build, False)
@@ -706,7 +758,7 @@ class _Builder:
         ors = []
         for v in values:
             system, code, val = token_p.of_type_parts(v, raw_name)
-            ors.append(and_(idx.c.system == f"{system}|{code}", idx.c.code == val))
+            ors.append(and_(idx.c.system == key(f"{system}|{code}"), idx.c.code == key(val)))
         sub = select(idx.c.rid).where(idx.c.tenant == self.tenant,
                                       idx.c.param == p.code + ":of-type",
                                       *([idx.c.type == rtype] if rtype else []), or_(*ors))
@@ -728,6 +780,8 @@ class _Builder:
         idx = INDEX_TABLES[p.type].alias()
         col = idx.c[{"string": "norm", "token": "code", "reference": "target_id",
                      "date": "low", "number": "low", "quantity": "low", "uri": "uri"}[p.type]]
+        if p.type in ("string", "uri"):  # the whole value, not its bounded key
+            col = whole(col, idx.c[f"{col.name}_long"])
         return (select(func.min(col)).where(idx.c.rid == r.c.rid,
                                             self._param_is(idx, rtype, p.code))
                 .scalar_subquery())

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterable
 
 RESOURCE_LEVEL = ("Resource", "DomainResource")
+
+#: what a tenant's SearchParameter.code may be: a plain name that fits the index tables'
+#: ``param`` column (100 characters, with ``:of-type`` appended for identifiers) and that a
+#: search can name (no ``.`` or ``:``, which chain and modify)
+CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
+
+
+def valid_code(code) -> bool:
+    return isinstance(code, str) and CODE.match(code) is not None
 
 _ERRATA_RELATIONSHIP = "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship"
 _SP = "http://hl7.org/fhir/SearchParameter/"
@@ -105,9 +115,11 @@ class Registry:
         """A new registry with the tenant's SearchParameter resources (FHIR JSON) on top.
 
         A custom parameter replaces a built-in one with the same url, or with the same code on
-        the same base.
+        the same base. One whose code is not :func:`valid_code` is left out (such
+        SearchParameters are refused when written: ``check_search_parameters``).
         """
-        custom = [SearchParam.from_json(d) for d in params if d.get("code") and d.get("type")]
+        custom = [SearchParam.from_json(d) for d in params
+                  if valid_code(d.get("code")) and d.get("type")]
         urls = {c.url for c in custom}
         keys = {(b, c.code) for c in custom for b in c.base}
         kept = []

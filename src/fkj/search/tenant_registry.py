@@ -12,7 +12,8 @@ import time
 import orjson
 from sqlalchemy import select
 
-from fkj.search.registry import Registry, default_registry
+from fkj.errors import InvalidResource
+from fkj.search.registry import Registry, default_registry, valid_code
 from fkj.store.backend import scope
 from fkj.store.schema import resource
 
@@ -55,3 +56,17 @@ def invalidate_on_commit(repo, operations) -> None:
     """``after_commit`` hook: a written SearchParameter changes the tenant's registry."""
     if any(op.type == "SearchParameter" for op in operations):
         repo.services.extras.setdefault("tenant_registries", {}).pop(repo.tenant, None)
+
+
+def check_search_parameters(repo, conn, operations) -> None:
+    """``before_commit`` hook: a SearchParameter whose code could not name index rows (too
+    long for their ``param`` column, or not a plain name) is refused with a 400 — stored, it
+    made every later write of its base type fail."""
+    for op in operations:
+        if op.type == "SearchParameter" and not op.deleted:
+            code = orjson.loads(op.content).get("code")
+            if not valid_code(code):
+                raise InvalidResource(
+                    "SearchParameter.code must be a name of letters, digits, '-' and '_' "
+                    "(at most 64 characters, not starting with a digit or '-')",
+                    expression="SearchParameter.code", code="value")

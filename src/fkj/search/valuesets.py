@@ -6,6 +6,7 @@ import orjson
 from sqlalchemy import or_, select
 
 from fkj.errors import InvalidSearch
+from fkj.search.keys import key
 from fkj.store.schema import idx_uri, resource
 
 MAX_CODES = 10_000
@@ -26,7 +27,7 @@ def expand_codes(repo, conn, value: str, name: str, policy=()) -> list[tuple[str
         q = q.where(or_(resource.c.rid.in_(
             select(idx_uri.c.rid).where(idx_uri.c.tenant == repo.tenant,
                                         idx_uri.c.type == "ValueSet", idx_uri.c.param == "url",
-                                        idx_uri.c.uri == url))))
+                                        idx_uri.c.uri == key(url)))))
     row = conn.execute(q.limit(1)).first()
     if row is None:
         raise InvalidSearch(f"{name}: no ValueSet {value!r} in this municipality",

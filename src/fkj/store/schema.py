@@ -100,8 +100,12 @@ def _index_table(name: str, *columns: Column) -> Table:
 
 # Search index rows, extracted at write time (see fkj.search.extract). ``rid`` points at
 # resource.rid; rows are replaced on update and removed on delete, in the write's transaction.
+# Text values of 200 characters or more are stored as a bounded key (prefix + SHA-256) so
+# that any value can be indexed; ``norm_long`` / ``uri_long`` then hold the whole value
+# (NULL otherwise). See fkj.search.keys (migration 0015).
 idx_string = _index_table(
-    "idx_string", Column("norm", Text, nullable=False), Column("exact", Text, nullable=False))
+    "idx_string", Column("norm", Text, nullable=False), Column("exact", Text, nullable=False),
+    Column("norm_long", Text, nullable=True))
 idx_token = _index_table(
     "idx_token", Column("system", Text), Column("code", Text), Column("text", Text))
 idx_reference = _index_table(
@@ -112,7 +116,8 @@ idx_number = _index_table("idx_number", Column("low", Float), Column("high", Flo
 idx_quantity = _index_table(
     "idx_quantity", Column("system", Text), Column("code", Text),
     Column("low", Float), Column("high", Float))
-idx_uri = _index_table("idx_uri", Column("uri", Text, nullable=False))
+idx_uri = _index_table("idx_uri", Column("uri", Text, nullable=False),
+                       Column("uri_long", Text, nullable=True))
 #: composite parameters: up to three components, each flattened to the same five slots
 #: (see fkj.search.composite.flatten): s = system/norm/uri/target_type, v = code/exact/
 #: target_id, t = text/url, lo/hi = the component's range (date, number, quantity)

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import and_
 
 from fkj.errors import InvalidSearch
+from fkj.search.keys import key
 from fkj.search.params.ranges import compare
 from fkj.search.parse import split_pipe, split_prefix
 
@@ -56,8 +57,8 @@ def quantity_predicate(idx, modifier: str | None, value: str, name: str):
     cond = compare(idx.c.low, idx.c.high, prefix, lo, hi, approx)
     if rest:
         system, code = split_pipe(rest)
-        if system:
-            cond = and_(cond, idx.c.system == system)
+        if system:  # bounded keys, as stored (fkj.search.keys)
+            cond = and_(cond, idx.c.system == key(system))
         if code:
-            cond = and_(cond, idx.c.code == code)
+            cond = and_(cond, idx.c.code == key(code))
     return cond

@@ -9,20 +9,22 @@ from __future__ import annotations
 from sqlalchemy import and_
 
 from fkj.errors import InvalidSearch
+from fkj.search.keys import key
 from fkj.search.normalise import like_escape, normalise_text
 from fkj.search.parse import split_pipe, unescape
 
 
 def predicate(idx, modifier: str | None, value: str, name: str):
+    """``system`` and ``code`` are stored as bounded keys (:mod:`fkj.search.keys`)."""
     if modifier in (None, "not"):
         system, code = split_pipe(value)
         if system is None:
-            return idx.c.code == code
+            return idx.c.code == key(code)
         if system == "":
-            return and_(idx.c.system.is_(None), idx.c.code == code)
+            return and_(idx.c.system.is_(None), idx.c.code == key(code))
         if code == "":
-            return idx.c.system == system
-        return and_(idx.c.system == system, idx.c.code == code)
+            return idx.c.system == key(system)
+        return and_(idx.c.system == key(system), idx.c.code == key(code))
     if modifier == "text":
         return idx.c.text.like(like_escape(normalise_text(unescape(value))) + "%", escape="\\")
     raise InvalidSearch(f"modifier :{modifier} is not valid for token parameter {name}",
