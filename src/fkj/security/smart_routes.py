@@ -24,38 +24,35 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
-from fkj.web.pages import render
 from fkj.errors import Unauthorized
 from fkj.security.clients import Client, check_secret, get_client
 from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
     verify_signature
-from fkj.security.keys import KeyRing
 from fkj.security.scopes import covered, all_covered, normalize_scopes
 from fkj.security.tables import auth_code, client_assertion_jti, launch_context, refresh_token
-from fkj.security.tokens import ACR_VALUES, TokenService, TrustedIssuer
+from fkj.security.oauth._common import TENANT_RE, sha256_hex
+from fkj.security.oauth._http import DISCOVERY_CACHE, OAuthError, error_page, oauth_error, \
+    oauth_json, page, read_form, with_query
+from fkj.security.oauth._settings import AuthSettings
+from fkj.store.backend import now_us
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("RS384", "ES384")
-TENANT_RE = re.compile(r"^[0-9]{4}$")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
-#: the public discovery documents (.well-known, JWKS) may be cached for five minutes; every
-#: other answer of this server is ``no-store`` (fkj.edge; RFC 6749 §5.1 for tokens)
-DISCOVERY_CACHE = {"Cache-Control": "public, max-age=300"}
 
 CAPABILITIES = [
     "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
@@ -68,66 +65,6 @@ SCOPES_SUPPORTED = [
     "offline_access", "online_access", "patient/*.cruds", "patient/*.rs", "user/*.cruds",
     "user/*.rs", "system/*.cruds", "system/*.rs",
 ]
-
-
-def now_us() -> int:
-    return int(time.time() * 1_000_000)
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-@dataclass
-class AuthSettings:
-    engine: Engine
-    base_url: str
-    demo: bool = False
-    #: tenant -> [{kind, id, name, hpr_number?, pid?, roles?, unit?, organisation?}]
-    directory: Callable[[str], list[dict]] = field(default=lambda tenant: [])
-    trusted_issuers: list[TrustedIssuer] = field(default_factory=list)
-    #: fixed audience for all tenants (default: the tenant's FHIR base)
-    audience: str | None = None
-    access_token_lifetime: int = 3600
-    offline_refresh_lifetime: int = 30 * 24 * 3600
-    online_refresh_lifetime: int = 8 * 3600
-    code_lifetime: int = 60
-    launch_lifetime: int = 300
-    smart_style_url: str | None = None
-    keyring: KeyRing | None = None
-    token_service: TokenService | None = None
-
-    def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
-        if self.keyring is None:
-            self.keyring = (self.token_service.keyring if self.token_service else
-                            KeyRing(self.engine, max_token_lifetime=self.access_token_lifetime))
-        if self.token_service is None:
-            self.token_service = TokenService(
-                self.engine, self.keyring, self.base_url, self.trusted_issuers,
-                audience=self.audience, access_token_lifetime=self.access_token_lifetime)
-
-    @classmethod
-    def from_settings(cls, settings: Any, engine: Engine,
-                      directory: Callable[[str], list[dict]] | None = None,
-                      **kw: Any) -> "AuthSettings":
-        """From :class:`fkj.config.Settings` (base_url, demo, trusted_issuers JSON)."""
-        from fkj.security.tokens import load_trusted_issuers
-        return cls(engine=engine, base_url=settings.base_url, demo=settings.demo,
-                   directory=directory or getattr(settings, "directory", None) or
-                   (lambda tenant: []),
-                   trusted_issuers=load_trusted_issuers(getattr(settings, "trusted_issuers",
-                                                                "[]")), **kw)
-
-    @property
-    def token_url(self) -> str:
-        return f"{self.base_url}/auth/token"
-
-
-class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400):
-        super().__init__(description)
-        self.error, self.description, self.status = error, description, status
 
 
 def create_launch(engine: Engine, tenant: str, patient: str | None = None,
@@ -150,56 +87,13 @@ def create_launch(engine: Engine, tenant: str, patient: str | None = None,
     return launch_id
 
 
-def _with_query(uri: str, params: dict[str, Any]) -> str:
-    parts = urlsplit(uri)
-    extra = urlencode({k: v for k, v in params.items() if v is not None})
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
 def auth_routes(settings: AuthSettings | Any) -> list[Route]:
     """Routes of the authorisation server. ``settings``: an :class:`AuthSettings`, or any
     object with ``engine``, ``base_url``, ``demo`` and optionally ``directory`` and
     ``trusted_issuers`` (JSON text or a list of TrustedIssuer)."""
-    if isinstance(settings, AuthSettings):
-        s = settings
-    else:
-        from fkj.security.tokens import load_trusted_issuers
-        trusted = getattr(settings, "trusted_issuers", None) or []
-        if isinstance(trusted, str):
-            trusted = load_trusted_issuers(trusted)
-        s = AuthSettings(engine=settings.engine, base_url=settings.base_url,
-                         demo=bool(settings.demo), trusted_issuers=list(trusted),
-                         directory=getattr(settings, "directory", None) or (lambda t: []))
-    ts: TokenService = s.token_service  # type: ignore[assignment]
+    s = AuthSettings.coerce(settings)
+    ts = s.tokens
     engine = s.engine
-
-    def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        return render(f"auth/{name}", status, **ctx)  # autoescaped (fkj.web.pages)
-
-    def error_page(message: str, status: int = 400) -> HTMLResponse:
-        return page("error.html", status, message=message)
-
-    def oauth_json(body: dict[str, Any], status: int = 200,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-        h = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-        h.update(headers or {})
-        return JSONResponse(body, status_code=status, headers=h)
-
-    def oauth_error(e: OAuthError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="fkj"'} if e.status == 401 else None
-        return oauth_json({"error": e.error, "error_description": e.description}, e.status,
-                          headers)
-
-    def tenant_from_aud(aud: str | None) -> str | None:
-        if not aud:
-            return None
-        prefix = f"{s.base_url}/fhir/"
-        if aud.rstrip("/").startswith(prefix):
-            tenant = aud.rstrip("/")[len(prefix):]
-            if TENANT_RE.match(tenant):
-                return tenant
-        return None
 
     # -- discovery ---------------------------------------------------------------------------
     def endpoints() -> dict[str, Any]:
@@ -232,14 +126,13 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         doc = endpoints()
         doc.update({
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [s.keyring.alg],  # type: ignore[union-attr]
+            "id_token_signing_alg_values_supported": [s.signing_keys.alg],
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
         })
         return JSONResponse(doc, headers=DISCOVERY_CACHE)
 
     async def jwks(request: Request) -> Response:
-        return JSONResponse(s.keyring.jwks(),  # type: ignore[union-attr]
-                            headers=DISCOVERY_CACHE)
+        return JSONResponse(s.signing_keys.jwks(), headers=DISCOVERY_CACHE)
 
     # -- authorize ---------------------------------------------------------------------------
     def authorize_sync(items: list[tuple[str, str]]) -> Response:
@@ -254,7 +147,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         state = params.get("state")
 
         def back(error: str, desc: str) -> Response:
-            return RedirectResponse(_with_query(redirect_uri, {
+            return RedirectResponse(with_query(redirect_uri, {
                 "error": error, "error_description": desc, "state": state}), status_code=302)
 
         if len(names) != len(set(names)):
@@ -266,7 +159,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             return back("invalid_request", "PKCE with code_challenge_method=S256 is required")
         if not CHALLENGE_RE.match(challenge):
             return back("invalid_request", "malformed code_challenge")
-        tenant = tenant_from_aud(params.get("aud"))
+        tenant = s.tenant_from_aud(params.get("aud"))
         if tenant is None:
             return back("invalid_request", "aud must be the FHIR base URL of a tenant")
         if not client.allows_tenant(tenant):
@@ -354,11 +247,11 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         now = now_us()
         with write_transaction(engine) as conn:
             conn.execute(insert(auth_code).values(
-                code_hash=_sha256(code), tenant=tenant, client_id=pending["client_id"],
+                code_hash=sha256_hex(code), tenant=tenant, client_id=pending["client_id"],
                 redirect_uri=pending["redirect_uri"], code_challenge=pending["code_challenge"],
                 scope=pending["scope"], grant=json.dumps(grant), created=now,
                 expires=now + s.code_lifetime * 1_000_000))
-        return RedirectResponse(_with_query(pending["redirect_uri"], {
+        return RedirectResponse(with_query(pending["redirect_uri"], {
             "code": code, "state": pending.get("state")}), status_code=302)
 
     async def login(request: Request) -> Response:
@@ -522,7 +415,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             life = s.offline_refresh_lifetime if offline else s.online_refresh_lifetime
             with write_transaction(engine) as conn:
                 conn.execute(insert(refresh_token).values(
-                    token_hash=_sha256(rt), family_id=family_id, tenant=tenant,
+                    token_hash=sha256_hex(rt), family_id=family_id, tenant=tenant,
                     client_id=client.client_id, scope=rscope, grant=json.dumps(grant),
                     created=now, expires=now + life * 1_000_000, used=None, revoked=False,
                     access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000))
@@ -534,7 +427,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         code = form.get("code")
         if not code:
             raise OAuthError("invalid_request", "code is required")
-        code_hash = _sha256(code)
+        code_hash = sha256_hex(code)
         with engine.connect() as conn:
             row = conn.execute(select(auth_code).where(auth_code.c.code_hash == code_hash)
                                ).first()
@@ -577,7 +470,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         rt = form.get("refresh_token")
         if not rt:
             raise OAuthError("invalid_request", "refresh_token is required")
-        h = _sha256(rt)
+        h = sha256_hex(rt)
         with engine.connect() as conn:
             row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)
                                ).first()
@@ -619,7 +512,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             raise OAuthError("invalid_scope", f"only system/ scopes for backend services: {bad}")
         if not all_covered(requested, client.scopes):
             raise OAuthError("invalid_scope", "scope not allowed for this client")
-        tenant = client.tenant or form.get("tenant") or tenant_from_aud(form.get("aud"))
+        tenant = client.tenant or form.get("tenant") or s.tenant_from_aud(form.get("aud"))
         if not tenant or not TENANT_RE.match(tenant) or not client.allows_tenant(tenant):
             raise OAuthError("invalid_request", "tenant unknown or not allowed for the client")
         grant = {"kind": "client", "sub": client.client_id}
@@ -641,16 +534,6 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         except OAuthError as e:
             return oauth_error(e)
 
-    async def read_form(request: Request) -> tuple[dict[str, str], OAuthError | None]:
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("application/x-www-form-urlencoded"):
-            return {}, OAuthError("invalid_request", "form-encoded body required")
-        form = await request.form()
-        items = list(form.multi_items())
-        if len({k for k, _ in items}) != len(items):
-            return {}, OAuthError("invalid_request", "repeated parameter")
-        return {k: v for k, v in items if isinstance(v, str)}, None
-
     async def token(request: Request) -> Response:
         form, err = await read_form(request)
         if err:
@@ -670,7 +553,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         if tok.count(".") != 2:  # maybe a refresh token
             with engine.connect() as conn:
                 row = conn.execute(select(refresh_token).where(
-                    refresh_token.c.token_hash == _sha256(tok))).first()
+                    refresh_token.c.token_hash == sha256_hex(tok))).first()
             if row is None or row.revoked or row.used is not None or \
                     row.expires <= now_us() or row.client_id != client.client_id:
                 return inactive
@@ -706,7 +589,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             return oauth_error(OAuthError("invalid_request", "token is required"))
         with engine.connect() as conn:
             row = conn.execute(select(refresh_token).where(
-                refresh_token.c.token_hash == _sha256(tok))).first()
+                refresh_token.c.token_hash == sha256_hex(tok))).first()
         if row is not None:
             if row.client_id == client.client_id:
                 revoke_family(row.family_id)
