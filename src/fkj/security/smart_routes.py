@@ -23,33 +23,26 @@ import hashlib
 import json
 import re
 import secrets
-import time
 from typing import Any
-from urllib.parse import unquote
 
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, insert, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from fkj.edge.hygiene import has_control
 from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
-from fkj.security.clients import Client, check_secret, get_client
-from fkj.security.jose import JoseError, public_key_from_jwk, split_compact, check_header, \
-    verify_signature
+from fkj.security.clients import Client, get_client
 from fkj.security.scopes import covered, all_covered, normalize_scopes
-from fkj.security.tables import auth_code, client_assertion_jti, launch_context, refresh_token
+from fkj.security.tables import auth_code, launch_context, refresh_token
+from fkj.security.oauth._client_auth import ASSERTION_ALGS, authenticate_client
 from fkj.security.oauth._common import TENANT_RE, sha256_hex
 from fkj.security.oauth._http import DISCOVERY_CACHE, OAuthError, error_page, oauth_error, \
     oauth_json, page, read_form, with_query
 from fkj.security.oauth._settings import AuthSettings
 from fkj.store.backend import now_us
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_ALGS = ("RS384", "ES384")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
@@ -263,108 +256,6 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         data = {k: v for k, v in form.items() if isinstance(v, str)}
         return await run_in_threadpool(login_sync, data)
 
-    # -- client authentication ---------------------------------------------------------------
-    def verify_assertion(assertion: str, form_client_id: str | None) -> Client:
-        try:
-            header, unverified, _, _ = split_compact(assertion)
-        except JoseError:
-            raise OAuthError("invalid_client", "malformed client_assertion", 401) from None
-        iss = unverified.get("iss")
-        if not isinstance(iss, str) or has_control(iss):  # looked up before it is verified
-            raise OAuthError("invalid_client", "malformed client_assertion", 401)
-        client = get_client(engine, iss)
-        if client is None or not client.jwks:
-            raise OAuthError("invalid_client", "unknown client or no registered keys", 401)
-        if form_client_id and form_client_id != client.client_id:
-            raise OAuthError("invalid_client", "client_id does not match assertion", 401)
-        try:
-            header, claims, signing_input, sig = split_compact(assertion)
-            alg = check_header(header, ASSERTION_ALGS)
-            keys = [k for k in client.jwks.get("keys", []) if isinstance(k, dict)]
-            kid = header.get("kid")
-            if kid is not None:
-                keys = [k for k in keys if k.get("kid") == kid]
-            if not keys:
-                raise JoseError("no matching key")
-            verified = False
-            for k in keys:
-                try:
-                    verify_signature(alg, public_key_from_jwk(k), signing_input, sig)
-                    verified = True
-                    break
-                except JoseError:
-                    continue
-            if not verified:
-                raise JoseError("bad signature")
-        except JoseError as e:
-            raise OAuthError("invalid_client", f"client_assertion: {e}", 401) from None
-        now = time.time()
-        exp, jti = claims.get("exp"), claims.get("jti")
-        aud = claims.get("aud")
-        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
-            raise OAuthError("invalid_client", "iss and sub must be the client_id", 401)
-        if s.token_url not in auds:
-            raise OAuthError("invalid_client", "aud must be the token endpoint", 401)
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= now:
-            raise OAuthError("invalid_client", "assertion expired or without exp", 401)
-        if exp > now + 300 + 5:
-            raise OAuthError("invalid_client", "assertion exp more than 5 minutes ahead", 401)
-        for name in ("nbf", "iat"):
-            v = claims.get(name)
-            if v is not None and (not isinstance(v, (int, float)) or v > now + 30):
-                raise OAuthError("invalid_client", f"assertion {name} in the future", 401)
-        if not isinstance(jti, str) or not jti or len(jti) > 255:
-            raise OAuthError("invalid_client", "assertion needs a jti", 401)
-        with write_transaction(engine) as conn:
-            conn.execute(delete(client_assertion_jti).where(
-                client_assertion_jti.c.expires < now_us()))
-        try:
-            with write_transaction(engine) as conn:
-                conn.execute(insert(client_assertion_jti).values(
-                    client_id=client.client_id, jti=jti, expires=int(exp * 1_000_000)))
-        except IntegrityError:
-            raise OAuthError("invalid_client", "client_assertion jti replayed", 401) from None
-        return client
-
-    def authenticate_client(headers: dict[str, str], form: dict[str, str],
-                            allow_public: bool = True) -> tuple[Client, str]:
-        """Returns (client, method) with method basic|private_key_jwt|none."""
-        auth = headers.get("authorization", "")
-        form_client_id = form.get("client_id")
-        methods = [bool(auth.lower().startswith("basic ")), "client_assertion" in form
-                   or "client_assertion_type" in form]
-        if sum(methods) > 1 or "client_secret" in form:
-            raise OAuthError("invalid_request", "use exactly one client authentication method")
-        if methods[0]:
-            try:
-                raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
-                cid, secret = raw.split(":", 1)
-                cid, secret = unquote(cid.replace("+", " "), errors="strict"), \
-                    unquote(secret.replace("+", " "), errors="strict")
-                if has_control(cid) or has_control(secret):
-                    raise ValueError("control character")
-            except (ValueError, UnicodeDecodeError):
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
-            client = get_client(engine, cid)
-            if client is None or client.client_type != "confidential" or \
-                    not check_secret(client, secret):
-                raise OAuthError("invalid_client", "client authentication failed", 401)
-            if form_client_id and form_client_id != cid:
-                raise OAuthError("invalid_client", "client_id mismatch", 401)
-            return client, "basic"
-        if methods[1]:
-            if form.get("client_assertion_type") != ASSERTION_TYPE or \
-                    not form.get("client_assertion"):
-                raise OAuthError("invalid_client", "unsupported client_assertion_type", 401)
-            return verify_assertion(form["client_assertion"], form_client_id), "private_key_jwt"
-        client = get_client(engine, form_client_id or "")
-        if client is None:
-            raise OAuthError("invalid_client", "unknown client", 401)
-        if client.client_type != "public" or not allow_public:
-            raise OAuthError("invalid_client", "client authentication required", 401)
-        return client, "none"
-
     # -- token families ----------------------------------------------------------------------
     def revoke_family(family_id: str | None) -> None:
         if not family_id:
@@ -525,7 +416,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
             grant_type = form.get("grant_type")
             if grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
                 raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
-            client, method = authenticate_client(headers, form)
+            client, method = authenticate_client(s, headers, form)
             if grant_type == "authorization_code":
                 return oauth_json(grant_authorization_code(client, form))
             if grant_type == "refresh_token":
@@ -543,7 +434,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
     # -- introspection and revocation ----------------------------------------------------------
     def introspect_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
         try:
-            client, _ = authenticate_client(headers, form, allow_public=False)
+            client, _ = authenticate_client(s, headers, form, allow_public=False)
         except OAuthError as e:
             return oauth_error(e)
         tok = form.get("token")
@@ -581,7 +472,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
 
     def revoke_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
         try:
-            client, _ = authenticate_client(headers, form)
+            client, _ = authenticate_client(s, headers, form)
         except OAuthError as e:
             return oauth_error(e)
         tok = form.get("token")
