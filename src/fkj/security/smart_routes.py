@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fkj.store.backend import write_transaction
@@ -36,9 +36,10 @@ from fkj.errors import Unauthorized
 from fkj.security.clients import Client, get_client
 from fkj.security.scopes import covered, all_covered, normalize_scopes
 from fkj.security.tables import auth_code, launch_context, refresh_token
-from fkj.security.oauth._client_auth import ASSERTION_ALGS, authenticate_client
+from fkj.security.oauth._client_auth import authenticate_client
+from fkj.security.oauth._discovery import discovery_routes
 from fkj.security.oauth._common import TENANT_RE, sha256_hex
-from fkj.security.oauth._http import DISCOVERY_CACHE, OAuthError, error_page, oauth_error, \
+from fkj.security.oauth._http import OAuthError, error_page, oauth_error, \
     oauth_json, page, read_form, with_query
 from fkj.security.oauth._settings import AuthSettings
 from fkj.store.backend import now_us
@@ -46,19 +47,6 @@ from fkj.store.backend import now_us
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
-
-CAPABILITIES = [
-    "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
-    "client-confidential-asymmetric", "context-ehr-patient", "context-ehr-encounter",
-    "context-standalone-patient", "permission-patient", "permission-user", "permission-v1",
-    "permission-v2", "permission-offline", "sso-openid-connect", "authorize-post",
-]
-SCOPES_SUPPORTED = [
-    "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
-    "offline_access", "online_access", "patient/*.cruds", "patient/*.rs", "user/*.cruds",
-    "user/*.rs", "system/*.cruds", "system/*.rs",
-]
-
 
 def create_launch(engine: Engine, tenant: str, patient: str | None = None,
                   encounter: str | None = None, user: str | None = None,
@@ -87,45 +75,6 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
     s = AuthSettings.coerce(settings)
     ts = s.tokens
     engine = s.engine
-
-    # -- discovery ---------------------------------------------------------------------------
-    def endpoints() -> dict[str, Any]:
-        b = s.base_url
-        return {
-            "issuer": b,
-            "jwks_uri": f"{b}/auth/jwks",
-            "authorization_endpoint": f"{b}/auth/authorize",
-            "token_endpoint": s.token_url,
-            "introspection_endpoint": f"{b}/auth/introspect",
-            "revocation_endpoint": f"{b}/auth/revoke",
-            "grant_types_supported": ["authorization_code", "refresh_token",
-                                      "client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-            "scopes_supported": SCOPES_SUPPORTED,
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-        }
-
-    async def smart_configuration(request: Request) -> Response:
-        tenant = request.path_params["tenant"]
-        if not TENANT_RE.match(tenant):
-            return JSONResponse({"error": "not_found"}, status_code=404)
-        doc = endpoints()
-        doc["capabilities"] = CAPABILITIES
-        return JSONResponse(doc, headers=DISCOVERY_CACHE)
-
-    async def openid_configuration(request: Request) -> Response:
-        doc = endpoints()
-        doc.update({
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [s.signing_keys.alg],
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
-        })
-        return JSONResponse(doc, headers=DISCOVERY_CACHE)
-
-    async def jwks(request: Request) -> Response:
-        return JSONResponse(s.signing_keys.jwks(), headers=DISCOVERY_CACHE)
 
     # -- authorize ---------------------------------------------------------------------------
     def authorize_sync(items: list[tuple[str, str]]) -> Response:
@@ -500,10 +449,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         return await run_in_threadpool(revoke_sync, dict(request.headers), form)
 
     return [
-        Route("/fhir/{tenant}/.well-known/smart-configuration", smart_configuration,
-              methods=["GET"]),
-        Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
-        Route("/auth/jwks", jwks, methods=["GET"]),
+        *discovery_routes(s),
         Route("/auth/authorize", authorize, methods=["GET", "POST"]),
         Route("/auth/login", login, methods=["GET", "POST"]),
         Route("/auth/token", token, methods=["POST"]),
