@@ -18,14 +18,12 @@ are returned to the redirect URI as ``error=…&state=…``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import secrets
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -33,18 +31,19 @@ from starlette.routing import Route
 
 from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
-from fkj.security.clients import Client, get_client
-from fkj.security.scopes import covered, all_covered, normalize_scopes
+from fkj.security.clients import get_client
+from fkj.security.scopes import covered, normalize_scopes
 from fkj.security.tables import auth_code, launch_context, refresh_token
 from fkj.security.oauth._client_auth import authenticate_client
 from fkj.security.oauth._discovery import discovery_routes
+from fkj.security.oauth._grants import token_route
+from fkj.security.oauth._issue import revoke_family
 from fkj.security.oauth._common import TENANT_RE, sha256_hex
 from fkj.security.oauth._http import OAuthError, error_page, oauth_error, \
     oauth_json, page, read_form, with_query
 from fkj.security.oauth._settings import AuthSettings
 from fkj.store.backend import now_us
 
-VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 NOT_CONFIGURED = "Innlogging via HelseID/ID-porten er ikke konfigurert"
 
@@ -205,181 +204,6 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         data = {k: v for k, v in form.items() if isinstance(v, str)}
         return await run_in_threadpool(login_sync, data)
 
-    # -- token families ----------------------------------------------------------------------
-    def revoke_family(family_id: str | None) -> None:
-        if not family_id:
-            return
-        with write_transaction(engine) as conn:
-            rows = conn.execute(select(refresh_token.c.access_jti, refresh_token.c.access_exp,
-                                       refresh_token.c.tenant).where(
-                refresh_token.c.family_id == family_id)).all()
-            conn.execute(update(refresh_token).where(
-                refresh_token.c.family_id == family_id).values(revoked=True))
-        for jti, exp, tenant in rows:
-            if jti:
-                ts.revoke(jti, (exp or now_us()) / 1_000_000, tenant)
-
-    def issue_tokens(client: Client, tenant: str, scope: str, grant: dict[str, Any],
-                     family_id: str | None, refresh_scope: str | None = None
-                     ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-        """Returns (response body, access claims, family_id)."""
-        scopes = scope.split()
-        token, claims = ts.issue(
-            tenant=tenant, subject=grant["sub"], scope=scopes, client_id=client.client_id,
-            kind=grant["kind"], hpr_number=grant.get("hpr_number"), pid=grant.get("pid"),
-            organisation=grant.get("organisation"), roles=grant.get("roles") or (),
-            unit=grant.get("unit"), acr=grant.get("acr"), patient=grant.get("patient"),
-            encounter=grant.get("encounter"), fhir_user=grant.get("fhir_user"))
-        body: dict[str, Any] = {
-            "access_token": token, "token_type": "Bearer",
-            "expires_in": claims["exp"] - claims["iat"], "scope": claims["scope"],
-            "need_patient_banner": bool(grant.get("need_patient_banner", False)),
-            "tenant": tenant,
-        }
-        for name in ("patient", "encounter"):
-            if grant.get(name):
-                body[name] = grant[name]
-        if s.smart_style_url:
-            body["smart_style_url"] = s.smart_style_url
-        if "openid" in scopes and ("fhirUser" in scopes or "profile" in scopes):
-            body["id_token"] = ts.issue_id_token(
-                subject=grant["sub"], client_id=client.client_id,
-                fhir_user=grant.get("fhir_user"), nonce=grant.get("nonce"))
-        rscope = refresh_scope or scope
-        offline = "offline_access" in rscope.split()
-        online = "online_access" in rscope.split()
-        if offline or online:
-            family_id = family_id or secrets.token_urlsafe(18)
-            rt = secrets.token_urlsafe(32)
-            now = now_us()
-            life = s.offline_refresh_lifetime if offline else s.online_refresh_lifetime
-            with write_transaction(engine) as conn:
-                conn.execute(insert(refresh_token).values(
-                    token_hash=sha256_hex(rt), family_id=family_id, tenant=tenant,
-                    client_id=client.client_id, scope=rscope, grant=json.dumps(grant),
-                    created=now, expires=now + life * 1_000_000, used=None, revoked=False,
-                    access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000))
-            body["refresh_token"] = rt
-        return body, claims, family_id
-
-    # -- grants -------------------------------------------------------------------------------
-    def grant_authorization_code(client: Client, form: dict[str, str]) -> dict[str, Any]:
-        code = form.get("code")
-        if not code:
-            raise OAuthError("invalid_request", "code is required")
-        code_hash = sha256_hex(code)
-        with engine.connect() as conn:
-            row = conn.execute(select(auth_code).where(auth_code.c.code_hash == code_hash)
-                               ).first()
-        if row is None or row.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "unknown code")
-        now = now_us()
-        with write_transaction(engine) as conn:
-            claimed = conn.execute(update(auth_code).where(
-                auth_code.c.code_hash == code_hash, auth_code.c.used.is_(None)).values(
-                used=now)).rowcount
-        if claimed != 1:
-            with engine.connect() as conn:
-                row = conn.execute(select(auth_code).where(
-                    auth_code.c.code_hash == code_hash)).first()
-            if row.access_jti:
-                ts.revoke(row.access_jti, row.access_exp / 1_000_000, row.tenant)
-            revoke_family(row.family_id)
-            raise OAuthError("invalid_grant", "code already used; tokens issued from it revoked")
-        if row.expires <= now:
-            raise OAuthError("invalid_grant", "code expired")
-        if form.get("redirect_uri") != row.redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri does not match")
-        verifier = form.get("code_verifier")
-        if not verifier:
-            raise OAuthError("invalid_grant", "code_verifier is required (PKCE)")
-        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
-                                          ).rstrip(b"=").decode()
-        if not VERIFIER_RE.match(verifier) or not secrets.compare_digest(
-                digest, row.code_challenge):
-            raise OAuthError("invalid_grant", "code_verifier does not match")
-        grant = json.loads(row.grant)
-        body, claims, family = issue_tokens(client, row.tenant, row.scope, grant, None)
-        with write_transaction(engine) as conn:
-            conn.execute(update(auth_code).where(auth_code.c.code_hash == code_hash).values(
-                access_jti=claims["jti"], access_exp=claims["exp"] * 1_000_000,
-                family_id=family))
-        return body
-
-    def grant_refresh(client: Client, form: dict[str, str]) -> dict[str, Any]:
-        rt = form.get("refresh_token")
-        if not rt:
-            raise OAuthError("invalid_request", "refresh_token is required")
-        h = sha256_hex(rt)
-        with engine.connect() as conn:
-            row = conn.execute(select(refresh_token).where(refresh_token.c.token_hash == h)
-                               ).first()
-        if row is None or row.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "unknown refresh token")
-        if row.revoked or row.used is not None:
-            revoke_family(row.family_id)
-            raise OAuthError("invalid_grant", "refresh token already used; family revoked")
-        if row.expires <= now_us():
-            raise OAuthError("invalid_grant", "refresh token expired")
-        scope = row.scope
-        if form.get("scope"):
-            requested = normalize_scopes(form["scope"])
-            if not requested or not all_covered(requested, row.scope.split()):
-                raise OAuthError("invalid_scope", "requested scope exceeds the original grant")
-            scope = " ".join(sorted(requested))
-        with write_transaction(engine) as conn:
-            claimed = conn.execute(update(refresh_token).where(
-                refresh_token.c.token_hash == h, refresh_token.c.used.is_(None),
-                refresh_token.c.revoked.is_(False)).values(used=now_us())).rowcount
-        if claimed != 1:
-            revoke_family(row.family_id)
-            raise OAuthError("invalid_grant", "refresh token already used; family revoked")
-        grant = json.loads(row.grant)
-        body, _, _ = issue_tokens(client, row.tenant, scope, grant, row.family_id,
-                                  refresh_scope=row.scope)
-        return body
-
-    def grant_client_credentials(client: Client, method: str, form: dict[str, str]
-                                 ) -> dict[str, Any]:
-        if client.client_type != "backend" or method != "private_key_jwt":
-            raise OAuthError("unauthorized_client",
-                             "client_credentials is for backend clients with private_key_jwt")
-        requested = normalize_scopes(form.get("scope"))
-        if not requested:
-            raise OAuthError("invalid_scope", "scope is required")
-        bad = [sc for sc in requested if not sc.startswith("system/")]
-        if bad:
-            raise OAuthError("invalid_scope", f"only system/ scopes for backend services: {bad}")
-        if not all_covered(requested, client.scopes):
-            raise OAuthError("invalid_scope", "scope not allowed for this client")
-        tenant = client.tenant or form.get("tenant") or s.tenant_from_aud(form.get("aud"))
-        if not tenant or not TENANT_RE.match(tenant) or not client.allows_tenant(tenant):
-            raise OAuthError("invalid_request", "tenant unknown or not allowed for the client")
-        grant = {"kind": "client", "sub": client.client_id}
-        body, _, _ = issue_tokens(client, tenant, " ".join(sorted(requested)), grant, None)
-        body.pop("need_patient_banner", None)
-        return body
-
-    def token_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
-        try:
-            grant_type = form.get("grant_type")
-            if grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
-                raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
-            client, method = authenticate_client(s, headers, form)
-            if grant_type == "authorization_code":
-                return oauth_json(grant_authorization_code(client, form))
-            if grant_type == "refresh_token":
-                return oauth_json(grant_refresh(client, form))
-            return oauth_json(grant_client_credentials(client, method, form))
-        except OAuthError as e:
-            return oauth_error(e)
-
-    async def token(request: Request) -> Response:
-        form, err = await read_form(request)
-        if err:
-            return oauth_error(err)
-        return await run_in_threadpool(token_sync, dict(request.headers), form)
-
     # -- introspection and revocation ----------------------------------------------------------
     def introspect_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
         try:
@@ -432,7 +256,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
                 refresh_token.c.token_hash == sha256_hex(tok))).first()
         if row is not None:
             if row.client_id == client.client_id:
-                revoke_family(row.family_id)
+                revoke_family(s, row.family_id)
             return Response(status_code=200, headers={"Cache-Control": "no-store"})
         try:
             claims, ti = ts.verify_claims(tok)
@@ -452,7 +276,7 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         *discovery_routes(s),
         Route("/auth/authorize", authorize, methods=["GET", "POST"]),
         Route("/auth/login", login, methods=["GET", "POST"]),
-        Route("/auth/token", token, methods=["POST"]),
+        token_route(s),
         Route("/auth/introspect", introspect, methods=["POST"]),
         Route("/auth/revoke", revoke, methods=["POST"]),
     ]
