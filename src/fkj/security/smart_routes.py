@@ -33,14 +33,13 @@ from fkj.store.backend import write_transaction
 from fkj.errors import Unauthorized
 from fkj.security.clients import get_client
 from fkj.security.scopes import covered, normalize_scopes
-from fkj.security.tables import auth_code, launch_context, refresh_token
-from fkj.security.oauth._client_auth import authenticate_client
+from fkj.security.tables import auth_code, launch_context
 from fkj.security.oauth._discovery import discovery_routes
 from fkj.security.oauth._grants import token_route
-from fkj.security.oauth._issue import revoke_family
+from fkj.security.oauth._introspection import introspect_route
+from fkj.security.oauth._revocation import revoke_route
 from fkj.security.oauth._common import TENANT_RE, sha256_hex
-from fkj.security.oauth._http import OAuthError, error_page, oauth_error, \
-    oauth_json, page, read_form, with_query
+from fkj.security.oauth._http import error_page, page, with_query
 from fkj.security.oauth._settings import AuthSettings
 from fkj.store.backend import now_us
 
@@ -204,79 +203,11 @@ def auth_routes(settings: AuthSettings | Any) -> list[Route]:
         data = {k: v for k, v in form.items() if isinstance(v, str)}
         return await run_in_threadpool(login_sync, data)
 
-    # -- introspection and revocation ----------------------------------------------------------
-    def introspect_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
-        try:
-            client, _ = authenticate_client(s, headers, form, allow_public=False)
-        except OAuthError as e:
-            return oauth_error(e)
-        tok = form.get("token")
-        if not tok:
-            return oauth_error(OAuthError("invalid_request", "token is required"))
-        inactive = oauth_json({"active": False})
-        if tok.count(".") != 2:  # maybe a refresh token
-            with engine.connect() as conn:
-                row = conn.execute(select(refresh_token).where(
-                    refresh_token.c.token_hash == sha256_hex(tok))).first()
-            if row is None or row.revoked or row.used is not None or \
-                    row.expires <= now_us() or row.client_id != client.client_id:
-                return inactive
-            return oauth_json({"active": True, "token_type": "refresh_token",
-                               "scope": row.scope, "client_id": row.client_id,
-                               "exp": row.expires // 1_000_000, "tenant": row.tenant})
-        try:
-            claims, ti = ts.verify_claims(tok)
-        except Unauthorized:
-            return inactive
-        if ti is not None or not client.allows_tenant(claims.get("tenant", "")):
-            return inactive
-        body = {"active": True, "token_type": "Bearer"}
-        for name in ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti",
-                     "tenant", "patient", "encounter", "fhirUser"):
-            if name in claims:
-                body[name] = claims[name]
-        return oauth_json(body)
-
-    async def introspect(request: Request) -> Response:
-        form, err = await read_form(request)
-        if err:
-            return oauth_error(err)
-        return await run_in_threadpool(introspect_sync, dict(request.headers), form)
-
-    def revoke_sync(headers: dict[str, str], form: dict[str, str]) -> Response:
-        try:
-            client, _ = authenticate_client(s, headers, form)
-        except OAuthError as e:
-            return oauth_error(e)
-        tok = form.get("token")
-        if not tok:
-            return oauth_error(OAuthError("invalid_request", "token is required"))
-        with engine.connect() as conn:
-            row = conn.execute(select(refresh_token).where(
-                refresh_token.c.token_hash == sha256_hex(tok))).first()
-        if row is not None:
-            if row.client_id == client.client_id:
-                revoke_family(s, row.family_id)
-            return Response(status_code=200, headers={"Cache-Control": "no-store"})
-        try:
-            claims, ti = ts.verify_claims(tok)
-            if ti is None and claims.get("client_id") == client.client_id:
-                ts.revoke(claims["jti"], claims["exp"], claims.get("tenant"))
-        except Unauthorized:
-            pass  # RFC 7009: invalid tokens are not an error
-        return Response(status_code=200, headers={"Cache-Control": "no-store"})
-
-    async def revoke(request: Request) -> Response:
-        form, err = await read_form(request)
-        if err:
-            return oauth_error(err)
-        return await run_in_threadpool(revoke_sync, dict(request.headers), form)
-
     return [
         *discovery_routes(s),
         Route("/auth/authorize", authorize, methods=["GET", "POST"]),
         Route("/auth/login", login, methods=["GET", "POST"]),
         token_route(s),
-        Route("/auth/introspect", introspect, methods=["POST"]),
-        Route("/auth/revoke", revoke, methods=["POST"]),
+        introspect_route(s),
+        revoke_route(s),
     ]
