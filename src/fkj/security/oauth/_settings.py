@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from fkj.security.keys import KeyRing
 from fkj.security.oauth._common import TENANT_RE
 from fkj.security.tokens import TokenService, TrustedIssuer, load_trusted_issuers
+
+if TYPE_CHECKING:
+    from fkj.security.oauth._login import LoginMethod
 
 #: tenant -> the people offered by the demo login, each a mapping with ``kind``
 #: (practitioner|citizen), ``id`` (``Practitioner/…``, ``Patient/…``), ``name`` and optionally
@@ -43,6 +46,9 @@ class AuthSettings:
     smart_style_url: str | None = None
     keyring: KeyRing | None = None
     token_service: TokenService | None = None
+    #: how people log in (:class:`fkj.security.oauth.LoginMethod`, e.g. an upstream OpenID
+    #: provider); None: the demo login in demo mode, otherwise none (authorize answers 501)
+    login: LoginMethod | None = None
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")

@@ -22,3 +22,27 @@ class Grant(TypedDict, total=False):
     encounter: str | None
     nonce: str | None
     need_patient_banner: bool
+
+
+class LaunchContext(TypedDict, total=False):
+    """An EHR launch (``launch`` parameter): the patient, encounter and user the EHR opened
+    the app with (ids without their type; the user a reference)."""
+
+    patient: str | None
+    encounter: str | None
+    user: str | None
+
+
+class PendingAuthorization(TypedDict):
+    """A checked authorisation request, sealed (signed, ten minutes) while the person logs in.
+    """
+
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    code_challenge: str
+    scope: str            # the granted scopes, sorted, space-separated
+    tenant: str
+    launch: LaunchContext  # empty without an EHR launch
+    nonce: str | None
+    ehr: bool             # an EHR launch (then no patient banner is needed)
