@@ -36,7 +36,7 @@ def _wire_security(fkj: FkjApp) -> None:
     from fkj.security.authenticate import principal_from_request
     from fkj.security.dev import mint_dev_token
     from fkj.security.enforce import check_result, compartment_filter, scope_check
-    from fkj.security.smart_routes import AuthSettings, auth_routes
+    from fkj.security.oauth import AuthSettings, auth_routes
 
     settings, engine = fkj.settings, fkj.services.engine
     auth = AuthSettings.from_settings(settings, engine, directory=fkj.directory)

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from fkj.security import tables  # noqa: E402,F401 - registers the tables on metadata
 from fkj.security.clients import register_client  # noqa: E402
-from fkj.security.smart_routes import AuthSettings, auth_routes  # noqa: E402
+from fkj.security.oauth import AuthSettings, auth_routes  # noqa: E402
 from fkj.store.schema import metadata  # noqa: E402
 
 

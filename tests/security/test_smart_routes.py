@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from fkj.errors import Unauthorized
 from fkj.security.clients import get_client, list_clients, register_client
-from fkj.security.smart_routes import AuthSettings, auth_routes, create_launch
+from fkj.security.oauth import AuthSettings, auth_routes, create_launch
 
 from sec_helpers import (BASE, FHIR_BASE, REDIRECT, TENANT, authorize_params, directory,
                          exchange, get_code, hidden_req, pkce, query_of)

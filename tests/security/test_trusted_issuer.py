@@ -17,7 +17,7 @@ from fkj.errors import Forbidden, Unauthorized
 from fkj.security.authenticate import principal_from_request
 from fkj.security.clients import register_client
 from fkj.security.keys import KeyRing
-from fkj.security.smart_routes import AuthSettings, auth_routes
+from fkj.security.oauth import AuthSettings, auth_routes
 from fkj.security.tokens import TokenService, TrustedIssuer
 from fkj.store.schema import metadata
 

@@ -6,7 +6,7 @@ Public API::
     from fkj.security.tokens import TokenService, TrustedIssuer
     from fkj.security.scopes import permits, scope_contexts, normalize_scopes
     from fkj.security.clients import register_client, get_client, list_clients
-    from fkj.security.smart_routes import AuthSettings, auth_routes, create_launch
+    from fkj.security.oauth import AuthSettings, auth_routes, create_launch
     from fkj.security.authenticate import principal_from_request
     from fkj.security.dev import mint_dev_token
 """
